@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* otlp-service: CLI parsing and explicit wiring of the modules. Start order:
+ * config -> logs -> metrics -> pipeline -> receiver -> exporter -> control
+ * plane -> workers; stop order is the reverse, draining on the way. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <netdb.h>
+
+#include "base/base.h"
+#include "config/config.h"
+#include "export/export.h"
+#include "obs/health.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+#include "otlp_version.h"
+#include "pipeline/pipeline.h"
+#include "receiver/receiver.h"
+#include "sock/sock.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: otlp-service [--config FILE]          run the gateway\n"
+            "       otlp-service validate --config FILE  check a config file, explain every error\n"
+            "       otlp-service health-check [--config FILE] [--host H] [--port P]\n"
+            "                                            exit 0 when the local instance is ready\n"
+            "       otlp-service config-reference        print the Markdown key reference\n"
+            "       otlp-service --version\n"
+            "Environment: OTLP__SECTION__KEY=value overrides any key; ${VAR} expands in the file.\n");
+}
+
+/* Load the config or print every problem. Returns 0 or an exit code. */
+static int load_config(const char *path, struct svc_config *cfg, bool quiet_ok)
+{
+    struct buf errs = {0};
+    int rc = config_load(path, cfg, &errs);
+    if (rc < 0) {
+        fprintf(stderr, "%.*s", (int)errs.len, errs.data ? (char *)errs.data : "");
+        if (errs.len == 0)
+            fprintf(stderr, "%s: %s\n", path ? path : "config", strerror(-rc));
+        buf_free(&errs);
+        return 2;
+    }
+    buf_free(&errs);
+    (void)quiet_ok;
+    return 0;
+}
+
+static int cmd_validate(const char *path)
+{
+    if (path == NULL) {
+        fprintf(stderr, "validate: --config FILE is required\n");
+        return 2;
+    }
+    struct svc_config cfg;
+    int rc = load_config(path, &cfg, false);
+    if (rc != 0)
+        return rc;
+    printf("%s: ok\n", path);
+    config_free(&cfg);
+    return 0;
+}
+
+/* GET /health/ready on the local control plane; 0 only on 200. */
+static int cmd_health_check(const char *path, const char *host, int port)
+{
+    struct svc_config cfg;
+    config_defaults(&cfg);
+    if (path != NULL) {
+        config_free(&cfg);
+        if (load_config(path, &cfg, true) != 0)
+            return 2;
+    }
+    if (port <= 0)
+        port = cfg.control.port;
+    if (host == NULL)
+        host = (strcmp(cfg.control.host, "0.0.0.0") == 0 || strcmp(cfg.control.host, "::") == 0)
+                   ? "127.0.0.1"
+                   : cfg.control.host;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port & 0xffff);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = 1;
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0) {
+        fprintf(stderr, "health-check: cannot resolve %s\n", host);
+        goto out;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 3};
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        fprintf(stderr, "health-check: cannot connect to %s:%d: %s\n", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET /health/ready HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+    char resp[4096];
+    ssize_t got = 0;
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+        ssize_t r;
+        while (got < (ssize_t)sizeof(resp) - 1 &&
+               (r = recv(fd, resp + got, sizeof(resp) - 1 - (size_t)got, 0)) > 0)
+            got += r;
+    }
+    close(fd);
+    resp[got > 0 ? got : 0] = '\0';
+    if (strncmp(resp, "HTTP/1.1 200", 12) == 0) {
+        rc = 0;
+        printf("ready\n");
+    } else {
+        char *body = strstr(resp, "\r\n\r\n");
+        fprintf(stderr, "not ready: %s\n", body ? body + 4 : resp);
+    }
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    config_free(&cfg);
+    return rc;
+}
+
+static double queue_size_fn(void *arg)
+{
+    return (double)pipeline_queued_items(arg);
+}
+
+static double queue_capacity_fn(void *arg)
+{
+    return (double)pipeline_capacity_items(arg);
+}
+
+static double queue_batches_fn(void *arg)
+{
+    return (double)pipeline_queued_batches(arg);
+}
+
+static double free_batches_fn(void *arg)
+{
+    return (double)pipeline_free_batches(arg);
+}
+
+static double info_fn(void *arg)
+{
+    (void)arg;
+    return 1.0;
+}
+
+static int run(const char *path)
+{
+    struct svc_config cfg;
+    int rc = load_config(path, &cfg, false);
+    if (rc != 0)
+        return rc;
+    enum log_level lvl = LOG_INFO;
+    if (log_level_parse(cfg.service.log_level, &lvl) == 0)
+        log_set_level(lvl);
+
+    if (cfg.dataplane.mode == DATAPLANE_DPDK) {
+        log_error("dataplane.mode dpdk is not available in this build", "");
+        config_free(&cfg);
+        return 2;
+    }
+    unsigned n_workers = cfg.dataplane.workers;
+    if (n_workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_workers = n > 0 ? (unsigned)n : 1;
+    }
+    if (n_workers > CONFIG_MAX_CORES)
+        n_workers = CONFIG_MAX_CORES;
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct obs_registry *reg = NULL;
+    struct pipeline *pipe = NULL;
+    struct receiver *recv = NULL;
+    struct export_runner *exp = NULL;
+    struct control_server *ctl = NULL;
+    struct sock_server *srv = NULL;
+    unsigned shard_export = n_workers, shard_control = n_workers + 1;
+    rc = 1;
+
+    char info_label[160];
+    snprintf(info_label, sizeof(info_label), "version=\"%s\",mode=\"socket\",workers=\"%u\"",
+             OTLP_SERVICE_VERSION, n_workers);
+    if (obs_registry_create(n_workers + 2, 8192, &reg) < 0 ||
+        obs_register_process_metrics(reg) < 0 ||
+        obs_gauge_func_register(reg, "otlp_build_info", "Build and run-time facts", info_label,
+                                info_fn, NULL) < 0) {
+        log_error("cannot create metrics registry", "");
+        goto out;
+    }
+    if ((rc = pipeline_create(&cfg, n_workers, &pipe)) < 0) {
+        log_error("cannot create pipeline", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    if (obs_gauge_func_register(reg, "otlp_queue_size", "Items accepted and not yet exported", "",
+                                queue_size_fn, pipe) < 0 ||
+        obs_gauge_func_register(reg, "otlp_queue_capacity", "batch.max_queue_size", "",
+                                queue_capacity_fn, pipe) < 0 ||
+        obs_gauge_func_register(reg, "otlp_queue_batches", "Closed batches waiting for the exporter",
+                                "", queue_batches_fn, pipe) < 0 ||
+        obs_gauge_func_register(reg, "otlp_pool_free_batches", "Batch buffers free in the pool", "",
+                                free_batches_fn, pipe) < 0)
+        goto fail;
+    if ((rc = receiver_create(&cfg, pipe, reg, n_workers, &recv)) < 0) {
+        log_error("cannot create receiver", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    if ((rc = export_runner_create(&cfg, pipe, reg, shard_export, &exp)) < 0) {
+        log_error("cannot create exporter", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
+        (rc = sock_server_create(&cfg, recv, pipe, reg, n_workers, &srv)) < 0) {
+        log_error("cannot create servers", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    health_set(HEALTH_RECEIVER, false, "starting");
+    health_set(HEALTH_EXPORTER, true, "");
+    health_set(HEALTH_PIPELINE, true, "");
+    if ((rc = control_server_start(ctl)) < 0 || (rc = export_runner_start(exp)) < 0 ||
+        (rc = sock_server_start(srv)) < 0)
+        goto fail;
+    health_set(HEALTH_RECEIVER, true, "");
+    health_set_started();
+    log_info("otlp-service started", "version=%s workers=%u exporter=%s queue=%u",
+             OTLP_SERVICE_VERSION, n_workers,
+             cfg.exporter.protocol == EXPORTER_FILE ? "file" : "otlp_http",
+             cfg.batch.max_queue_size);
+
+    while (!stop_requested) {
+        struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+
+    /* Graceful stop: refuse new work, finish requests in flight, flush
+     * batches, export what is queued until the deadline. */
+    uint64_t deadline = base_now_ms() + cfg.service.shutdown_timeout_ms;
+    log_info("stopping", "deadline_ms=%u", cfg.service.shutdown_timeout_ms);
+    health_set_stopping();
+    receiver_set_draining(recv, true);
+    sock_server_stop(srv, base_now_ms() + cfg.service.shutdown_timeout_ms / 2);
+    export_runner_stop(exp, deadline);
+    rc = 0;
+    log_info("stopped", "");
+    goto out;
+fail:
+    rc = 1;
+out:
+    sock_server_destroy(srv);
+    control_server_destroy(ctl);
+    export_runner_destroy(exp);
+    receiver_destroy(recv);
+    pipeline_destroy(pipe);
+    obs_registry_destroy(reg);
+    config_free(&cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_VERSION = 256, OPT_HOST, OPT_PORT };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"host", required_argument, NULL, OPT_HOST},
+        {"port", required_argument, NULL, OPT_PORT},
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = NULL;
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        argv++;
+        argc--;
+    }
+    const char *config = NULL, *host = NULL;
+    int port = 0, c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: printf("otlp-service %s\n", OTLP_SERVICE_VERSION); return 0;
+        case OPT_HOST: host = optarg; break;
+        case OPT_PORT: port = atoi(optarg); break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (cmd == NULL)
+        return run(config);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate(config);
+    if (strcmp(cmd, "health-check") == 0)
+        return cmd_health_check(config, host, port);
+    if (strcmp(cmd, "config-reference") == 0) {
+        struct buf b = {0};
+        int rc = config_write_reference(&b);
+        if (rc == 0)
+            fwrite(b.data, 1, b.len, stdout);
+        buf_free(&b);
+        return rc == 0 ? 0 : 1;
+    }
+    fprintf(stderr, "unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Service configuration: the struct every module reads, loaded from YAML with
+ * ${VAR} expansion and OTLP__SECTION__KEY environment overrides. The key table
+ * in config.c is the single source for loading, validation and the docs. */
+#ifndef OTLP_CONFIG_H
+#define OTLP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_KV 64                    /* headers, resource attributes */
+#define CONFIG_MAX_CORES 128                /* most cores dataplane.cores may list */
+#define CONFIG_MAX_CORE_ID 1023             /* highest core id (CPU_SETSIZE - 1) */
+#define CONFIG_MAX_ERRORS 100               /* error lines reported before giving up */
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024) /* largest file config_load reads */
+
+struct buf;
+
+/* A key/value pair from a YAML mapping (exporter.headers, resources.attributes). */
+struct config_kv {
+    char *key;
+    char *value;
+};
+
+struct config_kv_list {
+    struct config_kv items[CONFIG_MAX_KV];
+    unsigned n;
+};
+
+struct service_config {
+    char *name;      /* service.name: reported in logs */
+    char *log_level; /* debug|info|warn|error */
+    char *data_dir;  /* where the file exporter (and later the spool) writes */
+    uint32_t shutdown_timeout_ms;
+};
+
+struct receiver_config {
+    char *host;               /* listen address for OTLP */
+    uint16_t http_port;       /* 4318 */
+    uint16_t grpc_port;       /* 4317 (gRPC issue) */
+    uint32_t max_connections; /* per process */
+    uint32_t max_header_bytes;
+    uint32_t max_headers;
+    uint64_t max_body_bytes;         /* body as received (compressed) */
+    uint64_t max_decompressed_bytes; /* decompression-bomb limit */
+    uint32_t idle_timeout_ms;        /* keep-alive connection with no request in progress */
+    uint32_t request_timeout_ms;     /* a started request must complete within this (slowloris) */
+    uint32_t retry_after_s;          /* Retry-After sent with 429/503 */
+    uint32_t max_nesting_depth;      /* protobuf message nesting limit */
+};
+
+enum dataplane_mode { DATAPLANE_SOCKET = 0, DATAPLANE_DPDK = 1 };
+
+struct dataplane_config {
+    enum dataplane_mode mode;
+    uint32_t workers; /* 0: one per online CPU */
+    char *cores;      /* "0-3,6": cores to pin workers to; empty: no pinning */
+};
+
+struct batch_config {
+    uint32_t max_queue_size;        /* items (spans/points/records) waiting for export */
+    uint32_t max_export_batch_size; /* items per export request */
+    uint32_t batch_timeout_ms;      /* flush a non-empty batch after this age */
+    uint32_t max_concurrent_exports;
+    uint64_t max_batch_bytes; /* encoded size that also closes a batch */
+};
+
+struct retry_config {
+    bool enabled;
+    uint32_t initial_interval_ms;
+    uint32_t max_interval_ms;
+    uint32_t max_elapsed_ms; /* give up (drop, counted) after this */
+    double multiplier;
+    double randomization; /* jitter factor 0..1 */
+};
+
+struct tls_client_config {
+    bool insecure; /* plain http allowed / skip verification */
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    char *server_name;
+};
+
+enum exporter_protocol { EXPORTER_FILE = 0, EXPORTER_OTLP_HTTP = 1 };
+enum exporter_compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1 };
+
+struct file_exporter_config {
+    char *path;              /* directory; default <data_dir>/export */
+    uint64_t max_file_bytes; /* rotate after this size */
+    uint32_t max_files;      /* keep this many rotated files per signal */
+};
+
+struct exporter_config {
+    enum exporter_protocol protocol;
+    char *endpoint; /* base URL; /v1/traces etc. appended */
+    uint32_t timeout_ms;
+    enum exporter_compression compression;
+    struct config_kv_list headers;
+    struct tls_client_config tls;
+    struct retry_config retry;
+    struct file_exporter_config file;
+};
+
+struct control_config {
+    char *host;
+    uint16_t port; /* 8080 */
+};
+
+struct resources_config {
+    struct config_kv_list attributes; /* upserted into every Resource */
+};
+
+struct svc_config {
+    struct service_config service;
+    struct receiver_config receiver;
+    struct dataplane_config dataplane;
+    struct batch_config batch;
+    struct exporter_config exporter;
+    struct control_config control;
+    struct resources_config resources;
+};
+
+/* Fill `cfg` with the built-in defaults from the key tables (the values in
+ * config/default.yaml, except service.data_dir, which is "./data" there).
+ * exporter.file.path stays "" here; config_load() resolves it. Strings are
+ * allocated: release with config_free(). On allocation failure a string is
+ * left NULL (config_load() reports -ENOMEM instead). */
+void config_defaults(struct svc_config *cfg);
+
+/*
+ * Load `path` (NULL: defaults only) on top of the defaults, expand ${VAR} in
+ * values, then apply environment overrides (RUST_LOG when it is a plain level
+ * name, then OTLP_LOG_LEVEL, then every OTLP__SECTION__KEY variable), check
+ * ranges and cross-field rules, and resolve an empty exporter.file.path to
+ * <data_dir>/export. `cfg` need not be initialised.
+ * Every problem is appended to `errors` (may be NULL) as one line
+ * "FILE:LINE: KEY: what is wrong\n" ("environment: VAR: ..." for an
+ * override); all problems are collected (up to CONFIG_MAX_ERRORS), not only
+ * the first. The buffer is not NUL-terminated.
+ * Returns 0; -EINVAL when any key or value was wrong (see errors); -ENOENT,
+ * -EACCES, -EISDIR or another negative errno when the file cannot be read;
+ * -EFBIG when it is larger than CONFIG_MAX_FILE_BYTES; -ENOMEM.
+ * On success the caller frees with config_free(); on failure `cfg` is left
+ * zeroed (config_free() is still safe).
+ */
+int config_load(const char *path, struct svc_config *cfg, struct buf *errors);
+
+/*
+ * config_load() from memory: `data` (`len` bytes, need not be NUL-terminated;
+ * NULL: defaults only) is the YAML text and `name` the file name used in
+ * error lines. Same processing, returns and ownership as config_load()
+ * except that no file is read. Borrows `data` until return.
+ */
+int config_load_buffer(const char *name, const char *data, size_t len, struct svc_config *cfg,
+                       struct buf *errors);
+
+/* Free the strings a loaded config owns and zero it. NULL, a zeroed and a
+ * defaults-only config are fine; freeing twice is fine. */
+void config_free(struct svc_config *cfg);
+
+/* Append the Markdown reference of every key (key and its OTLP__ variable,
+ * type, default, range, help), one table per section, to `out`;
+ * docs/configuration.md embeds it. Returns 0, -EINVAL (out NULL), -ENOMEM,
+ * -EMSGSIZE (out's limit reached). */
+int config_write_reference(struct buf *out);
+
+/* Append the effective configuration `cfg` as YAML that config_load() reads
+ * back to the same values (every key, '$' written as '$$'). With `redact`,
+ * exporter.headers values (credentials) are written as "<redacted>".
+ * Returns 0, -EINVAL, -ENOMEM, -EMSGSIZE. */
+int config_write_yaml(const struct svc_config *cfg, bool redact, struct buf *out);
+
+/*
+ * Parse a CPU core list such as "0-3,6" (ids and inclusive ranges separated
+ * by commas; blanks allowed around them) into `cores`, in the order written.
+ * `cores` may be NULL to only validate and count; `max` is the most ids it
+ * may take. "" gives *n = 0. Core ids are 0..CONFIG_MAX_CORE_ID.
+ * Returns 0 with *n set; -EINVAL on a syntax error, a reversed range, an id
+ * above CONFIG_MAX_CORE_ID or an id listed twice; -E2BIG when the list names
+ * more than `max` cores. *n is 0 on failure.
+ */
+int config_parse_cores(const char *s, unsigned *cores, unsigned max, unsigned *n);
+
+/* The configuration spelling of an enum value ("socket", "otlp_http",
+ * "gzip"), for logs; "unknown" for a value outside the enum. */
+const char *config_dataplane_mode_name(enum dataplane_mode m);
+const char *config_exporter_protocol_name(enum exporter_protocol p);
+const char *config_compression_name(enum exporter_compression c);
+
+#endif

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The exporter boundary: every way a batch leaves the service (OTLP/HTTP, the
+ * JSON-lines file, later gRPC, Kafka, NATS, load balancing) is an exporter of
+ * this one shape, driven by the export runner (export.h) on its own thread. */
+#ifndef OTLP_EXPORTER_H
+#define OTLP_EXPORTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "pipeline/batch.h"
+
+/* How one export attempt ended. */
+enum export_status {
+    EXPORT_OK = 0,        /* accepted (maybe partially: see rejected_items) */
+    EXPORT_RETRYABLE = 1, /* try again later (429/502/503/504, network, disk) */
+    EXPORT_PERMANENT = 2, /* never retry (other 4xx/5xx, unencodable data) */
+};
+
+struct export_result {
+    enum export_status status;
+    uint32_t retry_after_ms; /* server asked to wait this long (Retry-After); 0: no hint */
+    int http_status;         /* 0 when no HTTP response was received */
+    uint64_t rejected_items; /* OK only: partial_success.rejected_<items> */
+    char reason[48];         /* short machine-readable reason: "http_400", "timeout",
+                              * "connect_failed", "resolve_failed", "tls_error",
+                              * "connection_error", "transport_error", "io_error",
+                              * "encode_error"...; "partial_success" on an OK with
+                              * rejected items; "" on a clean OK */
+    char message[256];       /* human-readable detail (server's message, curl error) */
+};
+
+/*
+ * Completion callback. Called exactly once per submitted batch, from inside
+ * poll() on the runner's thread, after the exporter stopped referencing `b`
+ * (the callback may release or resubmit it). `r` is borrowed until return.
+ */
+typedef void (*export_done_fn)(void *arg, struct batch *b, const struct export_result *r);
+
+struct exporter_ops {
+    const char *name;
+    /*
+     * Start exporting `b` asynchronously. The exporter borrows `b` (and its
+     * body) until it reports completion through done() in a later poll().
+     * Returns 0; -EBUSY when batch.max_concurrent_exports exports are already
+     * in flight; -EINVAL for a batch with an unknown signal; -ENOMEM. On error
+     * done() is not called for `b`.
+     */
+    int (*submit)(void *state, struct batch *b);
+    /*
+     * Drive I/O for at most `timeout_ms` (0: do not wait) and report finished
+     * exports through done(arg, ...). Returns early when wakeup() was called
+     * since the last poll, or as soon as at least one completion was reported.
+     * Returns the number of completions reported (>= 0), or a negative errno
+     * on an internal error (the exporter stays usable).
+     */
+    int (*poll)(void *state, int timeout_ms, export_done_fn done, void *arg);
+    /* Make a concurrent or the next poll() return promptly. Thread-safe,
+     * async-signal-unsafe; callable from any thread while the exporter lives. */
+    void (*wakeup)(void *state);
+    /* Abort whatever is in flight (done() is NOT called for those batches;
+     * the caller still owns them) and free everything. NULL state is a no-op. */
+    void (*destroy)(void *state);
+};
+
+struct exporter {
+    const struct exporter_ops *ops;
+    void *state;
+};
+
+/*
+ * OTLP/HTTP exporter (libcurl multi): POST <exporter.endpoint>/v1/<signal>
+ * with application/x-protobuf, optional gzip, configured headers and TLS,
+ * up to batch.max_concurrent_exports requests in flight on persistent
+ * connections. Result mapping (OTLP spec, "OTLP/HTTP Response"): 2xx -> OK
+ * (partial_success decoded); 429, 502, 503, 504, connection errors and
+ * timeouts -> RETRYABLE (Retry-After honoured); any other status -> PERMANENT.
+ * Returns 0 and *out; -EINVAL (endpoint empty or not http(s)://, cert_file
+ * without key_file); -ENOMEM; -EIO (libcurl could not be initialised).
+ */
+int export_otlp_http_create(const struct svc_config *cfg, struct exporter *out);
+
+/*
+ * File exporter: each batch becomes one line of OTLP JSON appended to
+ * <exporter.file.path or service.data_dir/export>/<signal>.jsonl, rotated to
+ * <signal>-<UTC time>.jsonl past exporter.file.max_file_bytes, keeping at most
+ * exporter.file.max_files rotated files per signal. Disk errors are
+ * RETRYABLE ("io_error"); a body that is not valid protobuf PERMANENT
+ * ("encode_error"). The directory is created (mkdir -p) here.
+ * Returns 0 and *out; -EINVAL (no path and no data_dir); -ENOMEM; a negative
+ * errno from mkdir (-EACCES, -ENOTDIR, -EROFS...).
+ */
+int export_file_create(const struct svc_config *cfg, struct exporter *out);
+
+/* Create the exporter cfg->exporter.protocol names. Returns what that
+ * constructor returns, or -ENOTSUP for a protocol without an exporter. */
+int exporter_create(const struct svc_config *cfg, struct exporter *out);
+
+/* Destroy an exporter made by one of the constructors (ops may be NULL). */
+void exporter_destroy(struct exporter *e);
+
+/* ---- helpers shared by the exporters and the runner; public for tests ---- */
+
+/*
+ * Parse an HTTP Retry-After field value (RFC 9110 10.2.3): delay-seconds, or
+ * an HTTP-date in any of the three formats of RFC 9110 5.6.7 (IMF-fixdate,
+ * obsolete RFC 850, asctime), relative to `now_wall_s` (Unix seconds).
+ * `v` is `len` bytes (need not be NUL-terminated); surrounding whitespace is
+ * ignored. A date in the past gives 0. The result is capped at 24 h.
+ * Returns 0 and *ms_out; -EINVAL for anything else (empty, negative,
+ * fractional, trailing garbage, invalid date).
+ */
+int export_parse_retry_after(const char *v, size_t len, int64_t now_wall_s, uint32_t *ms_out);
+
+/*
+ * Decode an Export{Trace,Metrics,Logs}ServiceResponse (they share one wire
+ * shape: 1 partial_success { 1 rejected_<items> int64, 2 error_message }).
+ * Unknown fields are skipped. *rejected gets the rejected count (0 when
+ * absent); msg (msg_len bytes, NUL-terminated, may be NULL) the error
+ * message, control characters replaced by '?'.
+ * Returns 0; -EINVAL for malformed protobuf.
+ */
+int export_parse_partial_success(const uint8_t *pb, size_t len, uint64_t *rejected, char *msg,
+                                 size_t msg_len);
+
+/*
+ * Decode a google.rpc.Status (1 code, 2 message, 3 details) as OTLP servers
+ * send with non-2xx responses, and copy its message like above.
+ * Returns 0; -EINVAL for malformed protobuf or no message field.
+ */
+int export_parse_status_message(const uint8_t *pb, size_t len, char *msg, size_t msg_len);
+
+#endif

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The hand-off between workers and the export side: a pool of batches
+ * allocated at start, one open batch per worker and signal, and one
+ * single-producer/single-consumer ring per worker towards the exporter.
+ * Workers never block and never lock; when the item budget
+ * (batch.max_queue_size) or the pool is exhausted they get -ENOBUFS and
+ * answer 429/503 to the client. */
+#ifndef OTLP_PIPELINE_H
+#define OTLP_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "otlp/otlp.h"
+#include "pipeline/batch.h"
+
+struct pipeline;
+
+/* Why a worker could not take a request. */
+#define PIPELINE_FULL_REASONS(X)       \
+    X(QUEUE_FULL, "queue_full")        \
+    X(POOL_EXHAUSTED, "pool_exhausted")
+
+/*
+ * Allocate the batch pool and rings for `n_workers` workers, sized from
+ * cfg->batch (and cfg->receiver.max_decompressed_bytes, the largest request
+ * a batch must be able to hold). Returns 0, -EINVAL, -ENOMEM.
+ */
+int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pipeline **out);
+/* Free everything; NULL is a no-op. Batches still queued are discarded. */
+void pipeline_destroy(struct pipeline *p);
+
+/* --- worker side (called only by worker `w`) --- */
+
+/*
+ * Can worker `w` take `items` more items of `sig` right now? Returns 0,
+ * -ENOBUFS when the queue budget or the pool is exhausted.
+ */
+int pipeline_admit(struct pipeline *p, unsigned w, uint64_t items);
+
+/*
+ * The open batch of worker `w` for `sig`, taken from the pool if none is
+ * open. The caller appends to batch->body and then calls pipeline_commit().
+ * Returns NULL when the pool is empty (-> 503).
+ */
+struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_signal sig);
+
+/* Account `items` from one request appended to the open batch; flushes it to
+ * the exporter ring when it reached max_export_batch_size or max_batch_bytes. */
+void pipeline_commit(struct pipeline *p, unsigned w, enum otlp_signal sig, uint64_t items);
+
+/* Close and enqueue the open batch of `sig` now (e.g. it cannot take the
+ * next request). */
+void pipeline_flush(struct pipeline *p, unsigned w, enum otlp_signal sig);
+
+/* Flush open batches older than batch_timeout_ms (all of them when `all`).
+ * Returns ms until the next open batch is due (or -1 when none is open), so
+ * the worker can bound its poll timeout. */
+int pipeline_tick(struct pipeline *p, unsigned w, uint64_t now_ms, bool all);
+
+/* --- export side (one exporter thread) --- */
+
+/* Next ready batch from any worker, round robin; NULL when none.
+ * The caller owns it until pipeline_release(). */
+struct batch *pipeline_dequeue(struct pipeline *p);
+
+/* Give an exported (or dropped) batch back to the pool; its items leave
+ * the queue budget. */
+void pipeline_release(struct pipeline *p, struct batch *b);
+
+/* Called (from a worker thread) whenever a batch is enqueued; lets the
+ * exporter sleep in its own poll loop. Set before workers start. */
+void pipeline_set_wakeup(struct pipeline *p, void (*fn)(void *arg), void *arg);
+
+/* --- observation (any thread, tolerant reads) --- */
+uint64_t pipeline_queued_items(const struct pipeline *p);   /* items admitted, not yet released */
+uint64_t pipeline_capacity_items(const struct pipeline *p); /* batch.max_queue_size */
+uint64_t pipeline_queued_batches(const struct pipeline *p); /* in rings, not yet dequeued */
+unsigned pipeline_free_batches(const struct pipeline *p);
+
+#endif

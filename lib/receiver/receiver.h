@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The OTLP/HTTP receiver, independent of the transport: bytes of one
+ * connection in, response bytes out. In between: HTTP/1.1 framing, routing,
+ * decompression, JSON conversion, in-place OTLP validation, admission
+ * against the pipeline and batching. lib/sock (kernel sockets) and later the
+ * DPDK TCP stack both drive it through receiver_conn_input(). */
+#ifndef OTLP_RECEIVER_H
+#define OTLP_RECEIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "config/config.h"
+#include "http/http.h"
+
+struct pipeline;
+struct obs_registry;
+struct receiver;
+struct receiver_worker;
+
+/*
+ * Request-level failures the receiver answers itself:
+ * X(name, HTTP status, metric reason label, message for the client).
+ */
+#define RECEIVER_ERRORS(X)                                                                    \
+    X(NOT_FOUND, 404, not_found, "unknown path; use /v1/traces, /v1/metrics or /v1/logs")     \
+    X(METHOD, 405, method_not_allowed, "only POST is allowed")                                \
+    X(MEDIA_TYPE, 415, unsupported_media_type,                                                \
+      "Content-Type must be application/x-protobuf or application/json")                      \
+    X(ENCODING, 415, unsupported_encoding, "Content-Encoding must be gzip, zstd or identity")  \
+    X(DECOMPRESS, 400, bad_compressed_body, "body could not be decompressed")                 \
+    X(BOMB, 413, decompressed_too_large, "decompressed body exceeds the limit")               \
+    X(JSON, 400, invalid_json, "invalid OTLP JSON")                                           \
+    X(PROTOBUF, 400, invalid_protobuf, "invalid OTLP protobuf")                               \
+    X(QUEUE_FULL, 429, queue_full, "export queue is full, retry later")                       \
+    X(POOL, 503, pool_exhausted, "no batch buffer free, retry later")                         \
+    X(BATCH_TOO_LARGE, 413, batch_too_large, "request does not fit into a batch")             \
+    X(TIMEOUT, 408, request_timeout, "request not completed in time")                         \
+    X(SHUTDOWN, 503, shutting_down, "shutting down")
+
+enum receiver_err {
+#define X(n, s, r, m) RECEIVER_ERR_##n,
+    RECEIVER_ERRORS(X)
+#undef X
+    RECEIVER_ERR_COUNT
+};
+
+/* receiver_conn_input() results */
+#define RECEIVER_KEEP 0   /* keep the connection */
+#define RECEIVER_CLOSE 1  /* write `out`, then close */
+
+/* Per connection state. Embed it in the transport's connection struct. */
+struct receiver_conn {
+    struct receiver_worker *rw;
+    struct http_parser parser;
+    struct buf body;            /* request body as received, limit max_body_bytes */
+    uint64_t req_start_ns;      /* first byte of the request in progress, 0 when idle */
+    bool closing;               /* an error response was queued; ignore further input */
+};
+
+/*
+ * Build the shared receiver: limits, pre-encoded resource attributes and the
+ * metric families (registered in `reg`, one shard per worker).
+ * Borrows cfg, p and reg for its lifetime. Returns 0, -EINVAL, -ENOMEM.
+ */
+int receiver_create(const struct svc_config *cfg, struct pipeline *p, struct obs_registry *reg,
+                    unsigned n_workers, struct receiver **out);
+void receiver_destroy(struct receiver *r);
+
+/* Per-worker scratch (decompression and conversion buffers, compressor
+ * context), used only by worker `w`. Returns 0, -ENOMEM. */
+int receiver_worker_create(struct receiver *r, unsigned w, struct receiver_worker **out);
+void receiver_worker_destroy(struct receiver_worker *rw);
+
+/* Refuse new requests with 503 from now on (graceful stop). Any thread. */
+void receiver_set_draining(struct receiver *r, bool draining);
+
+/* Prepare / release a connection's state. init returns 0, -ENOMEM. */
+int receiver_conn_init(struct receiver_conn *c, struct receiver_worker *rw);
+void receiver_conn_fini(struct receiver_conn *c);
+
+/*
+ * Feed bytes received on the connection. Every complete request is handled
+ * (acknowledged into a batch or refused) and its response appended to `out`
+ * (pipelined requests answer in order). Returns RECEIVER_KEEP or
+ * RECEIVER_CLOSE (write out, then close). Borrows data until return.
+ */
+int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len, struct buf *out);
+
+/* Is a request partly received? (The transport applies request_timeout_ms
+ * then, idle_timeout_ms otherwise.) */
+static inline bool receiver_conn_busy(const struct receiver_conn *c)
+{
+    return c->req_start_ns != 0;
+}
+
+/* The request timed out: append a 408 and return RECEIVER_CLOSE. */
+int receiver_conn_timeout(struct receiver_conn *c, struct buf *out);
+
+#endif

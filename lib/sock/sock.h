@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Kernel-socket transport: one pinned worker thread per core, each with its
+ * own SO_REUSEPORT listener, epoll set and connection table, driving the
+ * transport-independent receiver. Plus the control-plane server on 8080
+ * (health probes and /metrics), which always runs over kernel sockets. */
+#ifndef OTLP_SOCK_H
+#define OTLP_SOCK_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct receiver;
+struct pipeline;
+struct obs_registry;
+struct sock_server;
+struct control_server;
+
+/*
+ * Prepare `n_workers` workers (registry shards 0..n_workers-1) serving
+ * cfg->receiver.host:http_port. Borrows everything passed in.
+ * Returns 0, -EINVAL, -ENOMEM.
+ */
+int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
+                       struct obs_registry *reg, unsigned n_workers, struct sock_server **out);
+
+/* Bind the listeners and start the worker threads. Returns 0 or -errno of
+ * the failing bind/listen/thread start (nothing keeps running then). */
+int sock_server_start(struct sock_server *s);
+
+/*
+ * Graceful stop: stop accepting, close idle connections, let requests in
+ * progress finish until `deadline_ms` (monotonic), flush every open batch
+ * into the export queue, join the workers.
+ */
+void sock_server_stop(struct sock_server *s, uint64_t deadline_ms);
+void sock_server_destroy(struct sock_server *s);
+
+/* The bound port (useful when configured as 0). */
+uint16_t sock_server_port(const struct sock_server *s);
+
+/*
+ * Control plane: GET /health/live, /health/ready, /health/startup, /metrics
+ * on cfg->control.host:port, one thread, registry shard `shard`.
+ * Returns 0, -errno.
+ */
+int control_server_create(const struct svc_config *cfg, struct obs_registry *reg, unsigned shard,
+                          struct control_server **out);
+int control_server_start(struct control_server *c);
+void control_server_stop(struct control_server *c);
+void control_server_destroy(struct control_server *c);
+uint16_t control_server_port(const struct control_server *c);
+
+/* Open a listening TCP socket (SO_REUSEADDR, optionally SO_REUSEPORT,
+ * non-blocking). Returns the fd or -errno. */
+int sock_listen(const char *host, uint16_t port, int backlog, bool reuseport);
+
+#endif
