@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Service configuration: the struct every module reads, loaded from YAML with
- * ${VAR} expansion and OTLP__SECTION__KEY environment overrides. The key table
- * in config.c is the single source for loading, validation and the docs. */
+ * ${VAR} expansion and OTLP__SECTION__KEY environment overrides. The key tables
+ * in config_table.c are the single source for loading, validation and the docs. */
 #ifndef OTLP_CONFIG_H
 #define OTLP_CONFIG_H
 
@@ -83,7 +83,7 @@ struct tls_client_config {
     char *server_name;
 };
 
-enum exporter_protocol { EXPORTER_FILE = 0, EXPORTER_OTLP_HTTP = 1 };
+enum exporter_protocol { EXPORTER_FILE = 0, EXPORTER_OTLP_HTTP = 1, EXPORTER_DISCARD = 2 };
 enum exporter_compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1 };
 
 struct file_exporter_config {

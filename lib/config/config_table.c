@@ -80,6 +80,7 @@ static const char *const dataplane_mode_names[] = {
 static const char *const exporter_protocol_names[] = {
     [EXPORTER_FILE] = "file",
     [EXPORTER_OTLP_HTTP] = "otlp_http",
+    [EXPORTER_DISCARD] = "discard",
     NULL,
 };
 static const char *const compression_names[] = {
@@ -255,7 +256,8 @@ static const struct config_key batch_keys[] = {
 
 static const struct config_key exporter_keys[] = {
     KEY_ENUM(exporter_config, protocol, enum exporter_protocol, exporter_protocol_names, "file",
-             "Where batches go: files under exporter.file.path, or an OTLP/HTTP upstream."),
+             "Where batches go: files under exporter.file.path, an OTLP/HTTP upstream, or discard "
+             "(acknowledge and discard: for benchmarks)."),
     KEY_STR(exporter_config, endpoint, "", 0, check_endpoint, "`http://` or `https://` URL",
             "Upstream base URL; /v1/traces, /v1/metrics, /v1/logs are appended. Required "
             "for otlp_http."),

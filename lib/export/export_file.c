@@ -40,6 +40,7 @@ struct file_exp {
     struct file_done *reporting; /* scratch for poll() */
     unsigned n_pending, cap;
     bool io_failing; /* log once per burst of errors */
+    bool discard;    /* the "discard" exporter: acknowledge without writing */
 };
 
 /* mkdir -p; returns 0 or -errno. */
@@ -240,6 +241,11 @@ static int file_submit(void *state, struct batch *b)
     d->b = b;
     enum otlp_signal s = b->signal;
 
+    if (f->discard) {
+        set_result(&d->r, EXPORT_OK, "", "", 0);
+        f->n_pending++;
+        return 0;
+    }
     buf_reset(&f->line);
     int rc = otlp_proto_to_json(s, b->body.data, b->body.len, &f->line);
     if (rc == 0)
@@ -327,14 +333,24 @@ static const struct exporter_ops file_ops = {
     .destroy = file_destroy,
 };
 
-int export_file_create(const struct svc_config *cfg, struct exporter *out)
+/* Same completion machinery, nothing written: for benchmarks and for
+ * measuring ingest without an upstream. */
+static const struct exporter_ops discard_ops = {
+    .name = "discard",
+    .submit = file_submit,
+    .poll = file_poll,
+    .wakeup = file_wakeup,
+    .destroy = file_destroy,
+};
+
+static int file_create(const struct svc_config *cfg, bool discard, struct exporter *out)
 {
     if (cfg == NULL || out == NULL)
         return -EINVAL;
     const struct file_exporter_config *fc = &cfg->exporter.file;
     const char *data_dir = cfg->service.data_dir;
     bool have_path = fc->path != NULL && fc->path[0] != '\0';
-    if (!have_path && (data_dir == NULL || data_dir[0] == '\0')) {
+    if (!discard && !have_path && (data_dir == NULL || data_dir[0] == '\0')) {
         log_error("file exporter needs exporter.file.path or service.data_dir", "");
         return -EINVAL;
     }
@@ -356,6 +372,13 @@ int export_file_create(const struct svc_config *cfg, struct exporter *out)
     f->reporting = calloc(f->cap, sizeof(*f->reporting));
     if (f->pending == NULL || f->reporting == NULL || buf_init(&f->line, 0, 0) < 0)
         goto fail;
+    if (discard) {
+        f->discard = true;
+        log_warn("discard exporter: batches are acknowledged and discarded", "");
+        out->ops = &discard_ops;
+        out->state = f;
+        return 0;
+    }
     if (have_path) {
         f->dir = strdup(fc->path);
     } else {
@@ -381,4 +404,14 @@ int export_file_create(const struct svc_config *cfg, struct exporter *out)
 fail:
     file_destroy(f);
     return rc;
+}
+
+int export_file_create(const struct svc_config *cfg, struct exporter *out)
+{
+    return file_create(cfg, false, out);
+}
+
+int export_discard_create(const struct svc_config *cfg, struct exporter *out)
+{
+    return file_create(cfg, true, out);
 }

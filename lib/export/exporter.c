@@ -15,6 +15,7 @@
 static int (*const exporter_ctors[])(const struct svc_config *, struct exporter *) = {
     [EXPORTER_FILE] = export_file_create,
     [EXPORTER_OTLP_HTTP] = export_otlp_http_create,
+    [EXPORTER_DISCARD] = export_discard_create,
 };
 
 int exporter_create(const struct svc_config *cfg, struct exporter *out)

@@ -93,6 +93,11 @@ int export_otlp_http_create(const struct svc_config *cfg, struct exporter *out);
  */
 int export_file_create(const struct svc_config *cfg, struct exporter *out);
 
+/* The "discard" exporter: every batch is reported exported at once and its
+ * bytes are discarded. For benchmarks of the ingest path. Returns 0,
+ * -EINVAL, -ENOMEM, -errno of eventfd(). */
+int export_discard_create(const struct svc_config *cfg, struct exporter *out);
+
 /* Create the exporter cfg->exporter.protocol names. Returns what that
  * constructor returns, or -ENOTSUP for a protocol without an exporter. */
 int exporter_create(const struct svc_config *cfg, struct exporter *out);

@@ -62,29 +62,31 @@ static const struct {
 };
 
 /* Character classes. RFC 9110 5.6.2 tchar; 5.5 field-vchar (VCHAR / obs-text);
- * request-target characters (visible ASCII except '#'); HEXDIG. */
+ * request-target characters (visible ASCII except '#'); HEXDIG; anything
+ * allowed inside a field value (field-vchar, SP, HTAB). */
 #define C_TCHAR 1
 #define C_FVCHAR 2
 #define C_TARGET 4
 #define C_HEX 8
+#define C_VALUE 16
 
 static const uint8_t char_class[256] = {
-    /* 00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0,
     /* 10 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    /* 20 */ 0, 7, 6, 3, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6,
-    /* 30 */ 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6,
-    /* 40 */ 6, 15, 15, 15, 15, 15, 15, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    /* 50 */ 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 7, 7,
-    /* 60 */ 7, 15, 15, 15, 15, 15, 15, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    /* 70 */ 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0,
-    /* 80 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* 90 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* a0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* b0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* c0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* d0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* e0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    /* f0 */ 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    /* 20 */ 16, 23, 22, 19, 23, 23, 23, 23, 22, 22, 23, 23, 22, 23, 23, 22,
+    /* 30 */ 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 22, 22, 22, 22, 22, 22,
+    /* 40 */ 22, 31, 31, 31, 31, 31, 31, 23, 23, 23, 23, 23, 23, 23, 23, 23,
+    /* 50 */ 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 22, 22, 22, 23, 23,
+    /* 60 */ 23, 31, 31, 31, 31, 31, 31, 23, 23, 23, 23, 23, 23, 23, 23, 23,
+    /* 70 */ 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 23, 22, 23, 22, 23, 0,
+    /* 80 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* 90 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* a0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* b0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* c0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* d0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* e0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
+    /* f0 */ 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
 };
 
 /* Internal result of head_byte(): the empty line ending the head (or trailers). */
@@ -593,7 +595,7 @@ static inline int head_byte(struct http_parser *p, uint8_t c)
         p->state = S_HDR_VALUE;
         /* fall through */
     case S_HDR_VALUE:
-        if (is_class(c, C_FVCHAR) || is_ows(c))
+        if (is_class(c, C_VALUE))
             return store_val(p, c);
         if (c == '\r') {
             p->state = S_HDR_LF;
@@ -608,6 +610,48 @@ static inline int head_byte(struct http_parser *p, uint8_t c)
     default:
         return -HTTP_ERR_BAD_REQUEST_LINE; /* not reached */
     }
+}
+
+/*
+ * Fast path for the bulk of a head: consume a run of field-value bytes at
+ * once. Stops where head_byte() must decide (end of value, bad byte, header
+ * byte budget or stored-value space used up), so results are those of the
+ * byte-at-a-time path. Returns the new input position.
+ */
+static inline size_t scan_value(struct http_parser *p, const uint8_t *d, size_t len, size_t i)
+{
+    size_t end = i + BASE_MIN(len - i, (size_t)(p->lim.max_header_bytes - p->head_bytes));
+    bool store = p->hdr != H_OTHER && p->hdr != H_HOST && !p->val_skip;
+    if (store) {
+        if (p->hdr == H_CONTENT_TYPE)
+            return i; /* looks for ';' byte by byte */
+        end = BASE_MIN(end, i + (sizeof(p->val) - 1 - p->val_len));
+    }
+    size_t j = i;
+    while (j < end && is_class(d[j], C_VALUE))
+        j++;
+    if (store) {
+        memcpy(p->val + p->val_len, d + i, j - i);
+        p->val_len = (uint16_t)(p->val_len + (j - i));
+    }
+    p->head_bytes += (uint32_t)(j - i);
+    return j;
+}
+
+/* Same for a run of field-name characters (lowercased into tok). */
+static inline size_t scan_name(struct http_parser *p, const uint8_t *d, size_t len, size_t i)
+{
+    size_t end = i + BASE_MIN(len - i, (size_t)(p->lim.max_header_bytes - p->head_bytes));
+    size_t j = i;
+    while (j < end && is_class(d[j], C_TCHAR)) {
+        if (p->tok_len < sizeof(p->tok))
+            p->tok[p->tok_len] = (char)to_lower(d[j]);
+        if (p->tok_len <= sizeof(p->tok))
+            p->tok_len++;
+        j++;
+    }
+    p->head_bytes += (uint32_t)(j - i);
+    return j;
 }
 
 static int body_append(struct http_parser *p, const uint8_t *data, size_t n)
@@ -717,10 +761,19 @@ int http_parser_feed(struct http_parser *p, const uint8_t *data, size_t len, siz
 
     while (i < len) {
         if (p->state <= S_HEAD_LF) {
-            /* Head or trailers: byte at a time. */
-            do {
+            /* Head or trailers: byte at a time, value runs in bulk. */
+            rc = 0;
+            while (i < len) {
+                if (p->state == S_HDR_VALUE || p->state == S_HDR_NAME) {
+                    i = p->state == S_HDR_VALUE ? scan_value(p, data, len, i)
+                                                : scan_name(p, data, len, i);
+                    if (i == len)
+                        break;
+                }
                 rc = head_byte(p, data[i++]);
-            } while (rc == 0 && i < len);
+                if (rc != 0)
+                    break;
+            }
             if (rc == 0)
                 break;
             if (rc < 0)

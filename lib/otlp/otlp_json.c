@@ -1136,6 +1136,7 @@ static int parse_message(struct jctx *c, const ProtobufCMessageDescriptor *d)
     if (d->n_fields > OTLP_JSON_MAX_FIELDS)
         return jfail(c, "%s has more than %d fields", d->name, OTLP_JSON_MAX_FIELDS);
     uint64_t seen = 0;
+    unsigned next = 0;
     c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == '}') {
@@ -1167,12 +1168,17 @@ static int parse_message(struct jctx *c, const ProtobufCMessageDescriptor *d)
             k = (const uint8_t *)kbuf;
             kn = jstr_cstr(&key, kbuf, sizeof(kbuf)) ? key.ulen : 0;
         }
-        if (kn > 0)
-            for (unsigned i = 0; i < d->n_fields; i++)
-                if (key_matches(d->fields[i].name, k, kn)) {
-                    f = &d->fields[i];
-                    break;
-                }
+        /* Encoders mostly write keys in field-number order (the JS SDK and
+         * protobuf-based ones do), so the search starts after the last match. */
+        for (unsigned i = 0, j = next; kn > 0 && i < d->n_fields; i++, j++) {
+            if (j == d->n_fields)
+                j = 0;
+            if (key_matches(d->fields[j].name, k, kn)) {
+                f = &d->fields[j];
+                next = j + 1;
+                break;
+            }
+        }
         if (f == NULL) {
             /* OTLP spec: receivers MUST ignore unknown fields */
             rc = skip_value(c);
@@ -1408,6 +1414,7 @@ static bool wire_matches(const ProtobufCFieldDescriptor *f, const struct wfield 
 struct pctx {
     struct buf *out;
     unsigned depth;
+    size_t merge_left; /* bytes merged copies may still take (see emit_merged) */
 };
 
 static inline int pput(struct pctx *c, const void *s, size_t n)
@@ -1724,6 +1731,11 @@ static int emit_merged(struct pctx *c, const ProtobufCFieldDescriptor *f, const 
     }
     if (count == 1)
         return emit_message(c, f->descriptor, one, one_len);
+    /* Copies nest (a merged message may hold merged messages), so their live
+     * total is capped at the input size: canonical encoders never repeat a
+     * singular message, only hostile input would make this blow up. */
+    if (total > c->merge_left)
+        return -EMSGSIZE;
     uint8_t *cat = malloc(total ? total : 1);
     if (cat == NULL)
         return -ENOMEM;
@@ -1737,7 +1749,9 @@ static int emit_merged(struct pctx *c, const ProtobufCFieldDescriptor *f, const 
         memcpy(cat + o, w.data, w.len);
         o += w.len;
     }
+    c->merge_left -= total;
     int rc = emit_message(c, f->descriptor, cat, total);
+    c->merge_left += total;
     free(cat);
     return rc;
 }
@@ -1828,7 +1842,7 @@ int otlp_proto_to_json_desc(const ProtobufCMessageDescriptor *d, const uint8_t *
     if (len >= UINT32_MAX)
         return -EMSGSIZE;
     static const uint8_t empty[1];
-    struct pctx c = {.out = out};
+    struct pctx c = {.out = out, .merge_left = len};
     size_t start = out->len;
     if (len == 0)
         pb = empty; /* no arithmetic on NULL */

@@ -97,8 +97,11 @@ int otlp_json_to_proto_desc(const ProtobufCMessageDescriptor *d, const char *jso
  *              end, group or reserved wire types, field number 0), a string
  *              that is not valid UTF-8, a trace/span id that is not 16/8 bytes,
  *              nesting deeper than OTLP_JSON_MAX_DEPTH, or an invalid `sig`
- *   -EMSGSIZE  `out` would grow beyond its limit, or `len` is 4 GiB or more
- *   -ENOMEM    growing `out` (or merging a repeated singular message) failed
+ *   -EMSGSIZE  `out` would grow beyond its limit, `len` is 4 GiB or more, or
+ *              merging repeated occurrences of singular messages would hold
+ *              copies of more than `len` bytes at once (only non-canonical
+ *              input repeats a singular message)
+ *   -ENOMEM    growing `out` (or copying occurrences to merge) failed
  */
 int otlp_proto_to_json(enum otlp_signal sig, const uint8_t *pb, size_t len, struct buf *out);
 

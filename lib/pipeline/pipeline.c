@@ -180,6 +180,16 @@ void pipeline_flush(struct pipeline *p, unsigned w, enum otlp_signal sig)
         p->wakeup(p->wakeup_arg);
 }
 
+struct batch *pipeline_batch_for(struct pipeline *p, unsigned w, enum otlp_signal sig,
+                                 uint64_t items, size_t bytes)
+{
+    struct batch *b = p->workers[w].open[sig];
+    if (b != NULL && b->body.len > 0 &&
+        (b->items + items > p->max_batch_items || b->body.len + bytes > p->max_batch_bytes))
+        pipeline_flush(p, w, sig);
+    return pipeline_open_batch(p, w, sig);
+}
+
 void pipeline_commit(struct pipeline *p, unsigned w, enum otlp_signal sig, uint64_t items)
 {
     struct pipeline_worker *pw = &p->workers[w];

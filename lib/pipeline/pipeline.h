@@ -46,6 +46,17 @@ int pipeline_admit(struct pipeline *p, unsigned w, uint64_t items);
  */
 struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_signal sig);
 
+/*
+ * The open batch of worker `w` for `sig` with room for one more request of
+ * `items` items and about `bytes` bytes: when the open batch is not empty
+ * and the request would take it past max_export_batch_size or
+ * max_batch_bytes, that batch is flushed first and a fresh one opened. A
+ * request larger than a whole batch still gets a batch of its own.
+ * Returns NULL when the pool is empty (-> 503).
+ */
+struct batch *pipeline_batch_for(struct pipeline *p, unsigned w, enum otlp_signal sig,
+                                 uint64_t items, size_t bytes);
+
 /* Account `items` from one request appended to the open batch; flushes it to
  * the exporter ring when it reached max_export_batch_size or max_batch_bytes. */
 void pipeline_commit(struct pipeline *p, unsigned w, enum otlp_signal sig, uint64_t items);

@@ -475,12 +475,7 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
             obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
             return respond_receiver_error(c, out, path, RECEIVER_ERR_QUEUE_FULL, NULL, json, true);
         }
-        struct batch *b = pipeline_open_batch(r->pipeline, rw->w, sig);
-        if (b != NULL && b->body.len > 0 &&
-            b->body.len + body_len > r->cfg->batch.max_batch_bytes) {
-            pipeline_flush(r->pipeline, rw->w, sig);
-            b = pipeline_open_batch(r->pipeline, rw->w, sig);
-        }
+        struct batch *b = pipeline_batch_for(r->pipeline, rw->w, sig, res.items, body_len);
         if (b == NULL) {
             obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
             return respond_receiver_error(c, out, path, RECEIVER_ERR_POOL, NULL, json, true);

@@ -73,7 +73,9 @@ static void check_json_input(const ProtobufCMessageDescriptor *d, const char *in
     if (rc != 0) {
         if (rc != -EINVAL || err[0] == '\0' || pb1.len != 3)
             die("json->proto failed badly", d, err);
-        if (is_syntax_error(err) && j != NULL)
+        /* jansson 2.14 swallows a raw NUL right after a number ("[1\0]"
+         * loads as [1]), so inputs with NUL bytes are not compared */
+        if (is_syntax_error(err) && j != NULL && memchr(in, '\0', n) == NULL)
             die("we call it invalid JSON, jansson does not", d, err);
         return;
     }
@@ -98,7 +100,8 @@ static void check_proto_input(const ProtobufCMessageDescriptor *d, const uint8_t
     buf_append(&js1, "pre", 3);
     int rc = otlp_proto_to_json_desc(d, in, n, &js1);
     if (rc != 0) {
-        if (rc != -EINVAL || js1.len != 3)
+        /* -EMSGSIZE: nested merges of repeated singular messages */
+        if ((rc != -EINVAL && rc != -EMSGSIZE) || js1.len != 3)
             die("proto->json failed badly", d, NULL);
         return;
     }

@@ -464,7 +464,7 @@ static void test_enums(void **state)
     expect_errors("dataplane:\n  mode: dpd\n",
                   "t.yaml:2: dataplane.mode: must be one of socket, dpdk; got 'dpd'\n");
     expect_errors("exporter:\n  protocol: grpc\n",
-                  "t.yaml:2: exporter.protocol: must be one of file, otlp_http; got 'grpc'\n");
+                  "t.yaml:2: exporter.protocol: must be one of file, otlp_http, discard; got 'grpc'\n");
     expect_errors("exporter:\n  compression: zstd\n",
                   "t.yaml:2: exporter.compression: must be one of none, gzip; got 'zstd'\n");
     expect_errors("service:\n  log_level: verbose\n",

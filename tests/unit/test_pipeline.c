@@ -154,6 +154,34 @@ static void test_budget_and_pool(void **state)
     pipeline_destroy(p);
 }
 
+static void test_batch_for_never_overflows(void **state)
+{
+    (void)state;
+    struct pipeline *p;
+    assert_int_equal(pipeline_create(&cfg, 1, &p), 0);
+    /* 3-item requests into batches of at most 10 items: 9 + 3 would overflow. */
+    for (int i = 0; i < 10; i++) {
+        struct batch *b = pipeline_batch_for(p, 0, OTLP_TRACES, 3, 10);
+        assert_non_null(b);
+        buf_append(&b->body, "0123456789", 10);
+        pipeline_commit(p, 0, OTLP_TRACES, 3);
+    }
+    pipeline_tick(p, 0, 0, true);
+    struct batch *b;
+    uint64_t total = 0;
+    while ((b = pipeline_dequeue(p)) != NULL) {
+        assert_true(b->items <= 10);
+        total += b->items;
+        pipeline_release(p, b);
+    }
+    assert_int_equal(total, 30);
+    /* A request larger than a batch gets a batch of its own. */
+    b = pipeline_batch_for(p, 0, OTLP_TRACES, 50, 10);
+    assert_non_null(b);
+    assert_int_equal(b->body.len, 0);
+    pipeline_destroy(p);
+}
+
 struct hammer {
     struct pipeline *p;
     uint64_t items;
@@ -207,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_flush_by_size),
         cmocka_unit_test(test_flush_by_age),
         cmocka_unit_test(test_budget_and_pool),
+        cmocka_unit_test(test_batch_for_never_overflows),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
