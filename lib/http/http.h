@@ -79,7 +79,15 @@ enum http_err {
 #define HTTP_ERR_FIRST (HTTP_ERR_BASE_ + 1)
 #define HTTP_ERR_COUNT (HTTP_ERR_END_ - HTTP_ERR_FIRST)
 
-enum http_method { HTTP_GET, HTTP_POST, HTTP_HEAD, HTTP_PUT, HTTP_DELETE, HTTP_OPTIONS, HTTP_OTHER };
+enum http_method {
+    HTTP_GET,
+    HTTP_POST,
+    HTTP_HEAD,
+    HTTP_PUT,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_OTHER
+};
 
 struct http_limits {
     uint32_t max_header_bytes;  /* request line + fields (+ trailers), CRLFs included */

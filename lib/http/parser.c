@@ -94,7 +94,10 @@ static const uint8_t char_class[256] = {
 
 static inline bool is_class(uint8_t c, uint8_t cls) { return (char_class[c] & cls) != 0; }
 static inline bool is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
-static inline uint8_t to_lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c; }
+static inline uint8_t to_lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c;
+}
 
 static inline int hex_val(uint8_t c)
 {

@@ -34,7 +34,8 @@ static void make_stream(enum compress_codec codec, const uint8_t *in, size_t n, 
             abort();
         break;
     case COMPRESS_GZIP: /* multi-member */
-        if (compress_gzip(ctx, in, half, &part, 1) != 0 || buf_append(z, part.data, part.len) != 0 ||
+        if (compress_gzip(ctx, in, half, &part, 1) != 0 ||
+            buf_append(z, part.data, part.len) != 0 ||
             compress_gzip(ctx, in + half, n - half, &part, 9) != 0 ||
             buf_append(z, part.data, part.len) != 0)
             abort();

@@ -59,7 +59,8 @@ static void zlib_into(const uint8_t *in, size_t n, struct buf *out, bool raw)
 {
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
     assert_non_null(c);
-    size_t bound = raw ? libdeflate_deflate_compress_bound(c, n) : libdeflate_zlib_compress_bound(c, n);
+    size_t bound =
+        raw ? libdeflate_deflate_compress_bound(c, n) : libdeflate_zlib_compress_bound(c, n);
     assert_int_equal(buf_init(out, bound, 0), 0);
     out->len = raw ? libdeflate_deflate_compress(c, in, n, out->data, bound)
                    : libdeflate_zlib_compress(c, in, n, out->data, bound);
@@ -116,10 +117,17 @@ static void test_codec_parse(void **state)
         int rc;
         enum compress_codec c;
     } t[] = {
-        {"", 0, COMPRESS_NONE},        {"identity", 0, COMPRESS_NONE}, {"IDENTITY", 0, COMPRESS_NONE},
-        {"gzip", 0, COMPRESS_GZIP},    {"x-gzip", 0, COMPRESS_GZIP},   {"GZip", 0, COMPRESS_GZIP},
-        {"zstd", 0, COMPRESS_ZSTD},    {"deflate", 0, COMPRESS_DEFLATE},
-        {"br", -ENOTSUP, 0},           {"gzip, zstd", -ENOTSUP, 0},    {"gzip ", -ENOTSUP, 0},
+        {"", 0, COMPRESS_NONE},
+        {"identity", 0, COMPRESS_NONE},
+        {"IDENTITY", 0, COMPRESS_NONE},
+        {"gzip", 0, COMPRESS_GZIP},
+        {"x-gzip", 0, COMPRESS_GZIP},
+        {"GZip", 0, COMPRESS_GZIP},
+        {"zstd", 0, COMPRESS_ZSTD},
+        {"deflate", 0, COMPRESS_DEFLATE},
+        {"br", -ENOTSUP, 0},
+        {"gzip, zstd", -ENOTSUP, 0},
+        {"gzip ", -ENOTSUP, 0},
         {"compress", -ENOTSUP, 0},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -154,8 +162,9 @@ static void test_ctx_lifecycle(void **state)
     struct buf out = {0};
     assert_int_equal(compress_inflate(NULL, COMPRESS_NONE, NULL, 0, &out, 10), -EINVAL);
     assert_int_equal(compress_inflate(ctx, COMPRESS_NONE, NULL, 5, &out, 10), -EINVAL);
-    assert_int_equal(compress_inflate(ctx, (enum compress_codec)42, (const uint8_t *)"x", 1, &out, 10),
-                     -ENOTSUP);
+    assert_int_equal(
+        compress_inflate(ctx, (enum compress_codec)42, (const uint8_t *)"x", 1, &out, 10),
+        -ENOTSUP);
 }
 
 static void test_none(void **state)
@@ -327,7 +336,8 @@ static void test_deflate(void **state)
     expect_inflate(COMPRESS_DEFLATE, &z, a, 70000, 70000);
     struct buf out;
     assert_int_equal(buf_init(&out, 0, 0), 0);
-    assert_int_equal(compress_inflate(ctx, COMPRESS_DEFLATE, z.data, z.len, &out, 69999), -EMSGSIZE);
+    assert_int_equal(compress_inflate(ctx, COMPRESS_DEFLATE, z.data, z.len, &out, 69999),
+                     -EMSGSIZE);
     buf_append(&z, "x", 1);
     assert_int_equal(compress_inflate(ctx, COMPRESS_DEFLATE, z.data, z.len, &out, MIB), -EINVAL);
     buf_free(&z);

@@ -171,7 +171,8 @@ static void check_err(const char *in, int err)
 }
 
 #define HOST "Host: h\r\n"
-#define GET_DONE(path, query) "D GET " path "?" query " 1.1 ka=1 ec=0 cl=-1 ch=0 ct= ce= au= body=0:|"
+#define GET_DONE(path, query)                                                                      \
+    "D GET " path "?" query " 1.1 ka=1 ec=0 cl=-1 ch=0 ct= ce= au= body=0:|"
 
 /* ---- requests that parse ---- */
 
@@ -181,7 +182,8 @@ static void test_simple_get(void **state)
     check("GET /health/live HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8\r\n"
           "Accept: */*\r\n\r\n",
           GET_DONE("/health/live", ""));
-    check("GET /metrics?name[]=x&y=%20 HTTP/1.1\r\n" HOST "\r\n", GET_DONE("/metrics", "name[]=x&y=%20"));
+    check("GET /metrics?name[]=x&y=%20 HTTP/1.1\r\n" HOST "\r\n",
+          GET_DONE("/metrics", "name[]=x&y=%20"));
     check("HEAD / HTTP/1.1\r\n" HOST "\r\n",
           "D HEAD /? 1.1 ka=1 ec=0 cl=-1 ch=0 ct= ce= au= body=0:|");
     check("OPTIONS * HTTP/1.1\r\n" HOST "\r\n",
@@ -241,8 +243,8 @@ static void test_simple_post(void **state)
     check("GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
           "H|D GET /x? 1.1 ka=1 ec=0 cl=3 ch=0 ct= ce= au= body=3:abc|");
     /* binary body with NUL and CRLF inside */
-    check_lim_n("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n\0\r\n\xff", 52, NULL, true,
-                "H|D POST /x? 1.1 ka=1 ec=0 cl=4 ch=0 ct= ce= au= body=4:");
+    check_lim_n("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n\0\r\n\xff", 52, NULL,
+                true, "H|D POST /x? 1.1 ka=1 ec=0 cl=4 ch=0 ct= ce= au= body=4:");
 }
 
 static void test_keep_alive(void **state)
@@ -463,7 +465,8 @@ static void test_stored_field_limits(void **state)
     snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n" HOST "Content-Type: %s\r\n\r\n", v);
     check_err(req, -HTTP_ERR_HEADER_FIELD_TOO_LONG);
     /* Content-Encoding */
-    check_err("GET / HTTP/1.1\r\n" HOST "Content-Encoding: gzip, gzip, gzip, gzip, gzip, gzip\r\n\r\n",
+    check_err("GET / HTTP/1.1\r\n" HOST
+              "Content-Encoding: gzip, gzip, gzip, gzip, gzip, gzip\r\n\r\n",
               -HTTP_ERR_HEADER_FIELD_TOO_LONG);
     /* uninterpreted fields may be long (bounded by max_header_bytes only) */
     char big[6000];
@@ -491,7 +494,8 @@ static void test_content_length_errors(void **state)
               -HTTP_ERR_BODY_TOO_LARGE);
     check_err("POST / HTTP/1.1\r\n" HOST "Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
               -HTTP_ERR_DUP_CONTENT_LENGTH);
-    check_err("POST / HTTP/1.1\r\n" HOST "Content-Length: 5, 6\r\n\r\n", -HTTP_ERR_DUP_CONTENT_LENGTH);
+    check_err("POST / HTTP/1.1\r\n" HOST "Content-Length: 5, 6\r\n\r\n",
+              -HTTP_ERR_DUP_CONTENT_LENGTH);
     check_err("POST / HTTP/1.1\r\n" HOST "\r\n", -HTTP_ERR_LENGTH_REQUIRED);
     check_err("PUT / HTTP/1.1\r\n" HOST "\r\n", -HTTP_ERR_LENGTH_REQUIRED);
     check_err("POST / HTTP/1.0\r\n\r\n", -HTTP_ERR_LENGTH_REQUIRED);
@@ -525,10 +529,12 @@ static void test_smuggling(void **state)
               -HTTP_ERR_BAD_TRANSFER_ENCODING);
     check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: gzip, chunked\r\n\r\n",
               -HTTP_ERR_TE_NOT_IMPLEMENTED);
-    check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+    check_err("POST / HTTP/1.1\r\n" HOST
+              "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
               -HTTP_ERR_TE_NOT_IMPLEMENTED);
     /* whitespace before the colon, folded TE, TE with a bare LF */
-    check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding : chunked\r\n\r\n", -HTTP_ERR_BAD_HEADER);
+    check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding : chunked\r\n\r\n",
+              -HTTP_ERR_BAD_HEADER);
     check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: gzip,\r\n chunked\r\n\r\n",
               -HTTP_ERR_OBS_FOLD);
     check_err("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding:\r\n chunked\r\n\r\n",
@@ -554,7 +560,8 @@ static void test_smuggling(void **state)
     check("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r0\r\n\r\n",
           "H|Ebad_chunk|");
     /* control character in a chunk extension */
-    check("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n",
+    check("POST / HTTP/1.1\r\n" HOST
+          "Transfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n",
           "H|Ebad_chunk|");
     /* malformed trailer */
     check("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer\r\n\r\n",
@@ -600,7 +607,8 @@ static void test_limits(void **state)
     check_lim(get, &lim, "Eheader_too_large|");
     /* leading empty lines count */
     lim.max_header_bytes = head + 1;
-    check_lim("\r\nGET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n\r\n", &lim, "Eheader_too_large|");
+    check_lim("\r\nGET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n\r\n", &lim,
+              "Eheader_too_large|");
     lim.max_header_bytes = 0; /* default */
     lim.max_headers = 2;
     check_lim(get, &lim, "Etoo_many_headers|");
@@ -620,9 +628,11 @@ static void test_limits(void **state)
     /* trailers count against the header limits */
     check_lim("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\n\r\n",
               &lim, "H|D POST /? 1.1 ka=1 ec=0 cl=-1 ch=1 ct= ce= au= body=0:|");
-    check_lim("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\nU: 2\r\n\r\n",
-              &lim, "H|Etoo_many_headers|");
-    const char *tr = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\n\r\n";
+    check_lim(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\nU: 2\r\n\r\n",
+        &lim, "H|Etoo_many_headers|");
+    const char *tr =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\n\r\n";
     /* head bytes = everything but "0\r\n" */
     lim.max_header_bytes = (uint32_t)strlen(tr) - 3;
     check_lim(tr, &lim, "H|D POST /? 1.1 ka=1 ec=0 cl=-1 ch=1 ct= ce= au= body=0:|");
@@ -641,7 +651,8 @@ static void test_limits(void **state)
                      -HTTP_ERR_BODY_TOO_LARGE);
     /* ...and while de-chunking */
     http_parser_reset(&p);
-    const char *r2 = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n";
+    const char *r2 =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n";
     assert_int_equal(http_parser_feed(&p, (const uint8_t *)r2, strlen(r2), &used),
                      HTTP_HEADERS_COMPLETE);
     assert_int_equal(http_parser_feed(&p, (const uint8_t *)r2 + used, strlen(r2) - used, &used),
@@ -666,13 +677,14 @@ static void test_limits(void **state)
 static void test_no_body_buf(void **state)
 {
     (void)state;
-    check_lim_n("POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-                "POST /y HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nde",
-                strlen("POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"
-                       "\r\n0\r\n\r\nPOST /y HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nde"),
-                NULL, false,
-                "H|D POST /x? 1.1 ka=1 ec=0 cl=-1 ch=1 ct= ce= au= body=3:|"
-                "H|D POST /y? 1.1 ka=1 ec=0 cl=2 ch=0 ct= ce= au= body=2:|");
+    check_lim_n(
+        "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        "POST /y HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nde",
+        strlen("POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"
+               "\r\n0\r\n\r\nPOST /y HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nde"),
+        NULL, false,
+        "H|D POST /x? 1.1 ka=1 ec=0 cl=-1 ch=1 ct= ce= au= body=3:|"
+        "H|D POST /y? 1.1 ka=1 ec=0 cl=2 ch=0 ct= ce= au= body=2:|");
 }
 
 static void test_feed_contract(void **state)
@@ -780,7 +792,8 @@ static void test_response_write(void **state)
     /* HEAD: Content-Length of the would-be body, no body */
     buf_reset(&out);
     assert_int_equal(http_response_write_head(&out, 200, "text/plain", 1234, true, 0, NULL), 0);
-    const char *want4 = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n";
+    const char *want4 =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n";
     assert_int_equal(out.len, strlen(want4));
     assert_memory_equal(out.data, want4, out.len);
 
