@@ -337,6 +337,12 @@ static int grpc_code_for(int status)
     }
 }
 
+/* HTTP/1.0 clients keep the connection only when told so explicitly. */
+static const char *keep_alive_header(const struct http_req *req, bool keep)
+{
+    return keep && req->http_minor == 0 ? "Connection: keep-alive\r\n" : NULL;
+}
+
 /* Queue an error response. `keep` says whether the request framing is intact
  * (the whole body was read), so the connection can carry on. */
 static int respond_error(struct receiver_conn *c, struct buf *out, unsigned path, int status,
@@ -349,9 +355,9 @@ static int respond_error(struct receiver_conn *c, struct buf *out, unsigned path
     uint32_t retry = (status == 429 || status == 503) ? r->cfg->receiver.retry_after_s : 0;
     const struct http_req *req = http_parser_req(&c->parser);
     keep = keep && req->keep_alive && !c->closing;
+    const char *extra = status == 405 ? "Allow: POST\r\n" : keep_alive_header(req, keep);
     http_response_write(out, status, json ? "application/json" : "application/x-protobuf",
-                        rw->resp.data, rw->resp.len, keep, retry,
-                        status == 405 ? "Allow: POST\r\n" : NULL);
+                        rw->resp.data, rw->resp.len, keep, retry, extra);
     count_response(c, path, status);
     log_debug("request refused", "status=%d reason=%s msg=%s", status,
               err_series < HTTP_ERR_COUNT ? "http" : receiver_reasons[err_series - HTTP_ERR_COUNT],
@@ -505,7 +511,8 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
     else
         otlp_response_encode_proto(sig, res.rejected_items, msg, &rw->resp);
     http_response_write(out, 200, json ? "application/json" : "application/x-protobuf",
-                        rw->resp.data, rw->resp.len, req->keep_alive, 0, NULL);
+                        rw->resp.data, rw->resp.len, req->keep_alive, 0,
+                        keep_alive_header(req, req->keep_alive));
     count_response(c, path, 200);
     return req->keep_alive ? RECEIVER_KEEP : RECEIVER_CLOSE;
 }
