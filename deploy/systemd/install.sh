@@ -177,7 +177,7 @@ if [[ -z "$root" ]]; then
         run systemctl restart otlp-service.service
     else
         say "start with: systemctl start otlp-service   (status: systemctl status otlp-service;"
-        say "            ready when: otlp-service health-check --config /etc/otlp-service/config.yaml)"
+        say "            ready when \`otlp-service health-check\` exits 0: GET 127.0.0.1:8080/health/ready)"
     fi
 fi
 ((dry)) && say "dry run: nothing was changed"

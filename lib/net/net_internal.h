@@ -96,6 +96,7 @@ struct net_tcp_conn {
     bool ack_now;      /* send an ACK before returning */
     uint8_t ack_pending; /* in-order segments not yet acknowledged */
     bool fin_queued;   /* we close: FIN after the send buffer */
+    bool fin_acked;    /* our FIN was acknowledged */
     bool fin_ooo;      /* peer FIN seen out of order at fin_ooo_seq */
     bool rtt_active;
     uint8_t snd_wscale, rcv_wscale;

@@ -39,6 +39,7 @@
     X(TCP_TABLE_FULL, "tcp_table_full")     /* valid cookie, connection table full: RST sent */    \
     X(TCP_REFUSED, "tcp_refused")           /* the application refused the connection */           \
     X(TCP_OUT_OF_WINDOW, "tcp_out_of_window") /* sequence not acceptable: ACK sent */              \
+    X(TCP_DUPLICATE, "tcp_duplicate")       /* entirely old segment (retransmission): ACK sent */  \
     X(TCP_RST_OUT_OF_WINDOW, "tcp_rst_out_of_window") /* RFC 5961 3.2: RST ignored */              \
     X(TCP_RST_CHALLENGED, "tcp_rst_challenged") /* RFC 5961 3.2: in-window RST, challenge ACK */   \
     X(TCP_SYN_CHALLENGED, "tcp_syn_challenged") /* RFC 5961 4.2: SYN on a connection */            \

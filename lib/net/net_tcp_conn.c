@@ -205,10 +205,13 @@ void net_tcp_set_rcv_space(struct net_tcp_conn *c, uint32_t bytes)
     uint64_t max_wnd = (uint64_t)0xffff << c->rcv_wscale;
     uint32_t new_wnd = (uint32_t)BASE_MIN((uint64_t)bytes, max_wnd);
     new_wnd &= ~((1u << c->rcv_wscale) - 1);
-    uint32_t thresh = BASE_MIN((uint32_t)c->mss, s->cfg.rcv_space_bytes / 2);
+    uint32_t cap = (uint32_t)BASE_MIN((uint64_t)BASE_MAX(s->cfg.rcv_space_bytes, bytes), max_wnd);
+    uint32_t thresh = BASE_MIN((uint32_t)c->mss, cap / 2);
     if (c->state == NET_TCP_ESTABLISHED || c->state == NET_TCP_FIN_WAIT_1 ||
         c->state == NET_TCP_FIN_WAIT_2) {
-        if (new_wnd > old_wnd && new_wnd - old_wnd >= thresh) {
+        /* As Linux: only when the window left is at most half the largest,
+         * and it opens by at least min(MSS, half of it). */
+        if ((uint64_t)old_wnd * 2 <= cap && new_wnd > old_wnd && new_wnd - old_wnd >= thresh) {
             /* RFC 9293 3.8.6.2.2: window update once it opens by enough */
             if (c->busy)
                 c->ack_now = true;

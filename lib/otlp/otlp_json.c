@@ -950,7 +950,10 @@ static int parse_bytes(struct jctx *c, const ProtobufCFieldDescriptor *f, bool p
     size_t dlen;
     rc = 0;
     if (idlen != 0) {
-        if (n != 0 && n != idlen * 2) {
+        /* An id of the wrong length is still converted, so the validator
+         * rejects just its top-level entry (partial success) as it does for
+         * protobuf; only text that is not hex at all fails the request. */
+        if (n % 2 != 0 || n > idlen * 4) {
             rc = jfail(c, "expected %zu hex characters", idlen * 2);
             goto out;
         }
@@ -1544,9 +1547,11 @@ static int put_bytes(struct pctx *c, const ProtobufCFieldDescriptor *f, const ui
     size_t idlen = hex_id_len(f);
     int rc;
     if (idlen != 0) {
-        if (n != idlen && n != 0)
-            return -EINVAL; /* would not read back: ids are exactly 16 or 8 bytes */
-        char tmp[2 + 32];
+        /* The same bound the JSON reader applies, so everything written reads
+         * back; ids of the wrong length are the validator's business. */
+        if (n > idlen * 2)
+            return -EINVAL;
+        char tmp[2 + 64];
         tmp[0] = '"';
         for (size_t i = 0; i < n; i++) {
             tmp[1 + 2 * i] = hex_digits[s[i] >> 4];

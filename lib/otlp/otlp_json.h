@@ -44,8 +44,14 @@
  *   default value, and not encoded on input when given the default value, so
  *   JSON -> protobuf -> JSON -> protobuf is byte-identical, and so is
  *   protobuf -> JSON -> protobuf for messages packed by protobuf-c;
+ *   a double of -0 is not the default (its sign bit is set) and is kept;
  * - repeated numeric fields are written packed when the descriptor says so
- *   (proto3), and read both packed and unpacked.
+ *   (proto3), and read both packed and unpacked;
+ * - output strings are UTF-8 with only '"', '\\' and control characters
+ *   escaped; doubles use the shortest form that reads back exactly.
+ * The functions keep no state and may run concurrently. They allocate nothing
+ * but `out`'s growth, except in rare cases: an escaped base64 string over 256
+ * bytes, a number over 63 characters, a repeated singular message.
  * Both directions use C-locale number formatting: the process must not switch
  * LC_NUMERIC away from "C".
  */

@@ -476,7 +476,7 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
         obs_counter_add(r->reg, rw->w, r->m_rejected + sig, res.rejected_items);
 
     /* 4. admit and batch */
-    if (res.items > 0 || res.resources > res.rejected_resources) {
+    if (res.resources > 0) { /* any accepted entry, with or without items */
         if (pipeline_admit(r->pipeline, rw->w, res.items) < 0) {
             obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
             return respond_receiver_error(c, out, path, RECEIVER_ERR_QUEUE_FULL, NULL, json, true);

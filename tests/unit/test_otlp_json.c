@@ -809,8 +809,16 @@ static void test_errors_types(void **state)
 {
     (void)state;
     const enum otlp_signal T = OTLP_TRACES;
-    TO_PROTO_ERR(T, SPAN("\"traceId\":\"5b8efff798038103d269b633813fc6\""), -EINVAL,
+    TO_PROTO_ERR(T, SPAN("\"traceId\":\"5b8efff798038103d269b633813fc6c\""), -EINVAL,
                  SPAN_PATH "traceId: expected 32 hex characters");
+    /* Even-length hex of the wrong size converts; otlp_scan then rejects the
+     * entry (partial success), exactly as for protobuf input. */
+    {
+        const char *js = SPAN("\"traceId\":\"5b8efff798038103d269b633813fc6\"");
+        buf_reset(&pb_out);
+        char e[128];
+        assert_int_equal(otlp_json_to_proto(T, js, strlen(js), &pb_out, e, sizeof(e)), 0);
+    }
     TO_PROTO_ERR(T,
                  "{\"resourceSpans\":[{},{\"scopeSpans\":[{},{},{\"spans\":[{},{},{},"
                  "{\"traceId\":\"abc\"}]}]}]}",
@@ -818,7 +826,7 @@ static void test_errors_types(void **state)
                  "resourceSpans[1].scopeSpans[2].spans[3].traceId: expected 32 hex characters");
     TO_PROTO_ERR(T, SPAN("\"spanId\":\"eee19b7ec3c1b17g\""), -EINVAL,
                  SPAN_PATH "spanId: invalid hex character");
-    TO_PROTO_ERR(T, SPAN("\"parentSpanId\":\"eee19b7ec3c1b1\""), -EINVAL,
+    TO_PROTO_ERR(T, SPAN("\"parentSpanId\":\"eee19b7ec3c1b1e\""), -EINVAL,
                  SPAN_PATH "parentSpanId: expected 16 hex characters");
     TO_PROTO_ERR(T, SPAN("\"traceId\":5"), -EINVAL, "traceId: expected a string");
     TO_PROTO_ERR(T, ATTR("\"bytesValue\":\"a\""), -EINVAL,
@@ -931,7 +939,7 @@ static void test_errors_small_buffer(void **state)
     char small[16];
     memset(small, 'z', sizeof(small));
     buf_reset(&pb_out);
-    const char *js = SPAN("\"traceId\":\"ab\"");
+    const char *js = SPAN("\"traceId\":\"abc\"");
     assert_int_equal(otlp_json_to_proto(OTLP_TRACES, js, strlen(js), &pb_out, small, 8), -EINVAL);
     assert_int_equal(strlen(small), 7);
     assert_int_equal(small[8], 'z');
@@ -1250,7 +1258,10 @@ static void test_wire_semantics(void **state)
 
     /* malformed */
     struct wire bad = {0};
-    w_bytes(&bad, 1, "\x01\x02\x03", 3); /* 3-byte trace id */
+    w_bytes(&bad, 1, "\x01\x02\x03", 3); /* short id: written as hex, the validator judges */
+    assert_int_equal(span_to_json_rc(&bad), 0);
+    bad.n = 0;
+    w_bytes(&bad, 1, "0123456789abcdef0123456789abcdef0", 33); /* longer than any id */
     assert_int_equal(span_to_json_rc(&bad), -EINVAL);
     bad.n = 0;
     w_str(&bad, 5, "\xc3\x28"); /* invalid UTF-8 */

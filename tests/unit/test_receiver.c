@@ -261,7 +261,8 @@ static LogsReq *logs_msg(unsigned R, unsigned N)
             LogRecord *l = A(sizeof(*l));
             opentelemetry__proto__logs__v1__log_record__init(l);
             l->time_unix_nano = 7000 + j;
-            l->severity_number = OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_WARN;
+            l->severity_number =
+                OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_WARN;
             l->severity_text = "WARN";
             l->body = body;
             l->trace_id = bin(TRACE_ID, 16);
@@ -533,6 +534,8 @@ static void decode_status(const uint8_t *p, size_t n, int *code, char *msg, size
     }
 }
 
+/* A protobuf error response: `status`, google.rpc.Status with `code` (-1:
+ * any non-OK code) and a message. */
 static void assert_proto_status(const struct resp *r, int status, int code)
 {
     assert_int_equal(r->status, status);
@@ -540,7 +543,10 @@ static void assert_proto_status(const struct resp *r, int status, int code)
     int c;
     char msg[1100];
     decode_status(r->body, r->body_len, &c, msg, sizeof(msg));
-    assert_int_equal(c, code);
+    if (code >= 0)
+        assert_int_equal(c, code);
+    else
+        assert_true(c > 0);
     assert_true(strlen(msg) > 0);
 }
 
@@ -604,7 +610,8 @@ static TraceReq *unpack_traces(const struct got *g)
 
 static void free_traces(TraceReq *t)
 {
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(t, NULL);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(t,
+                                                                                            NULL);
 }
 
 static const char *attr(const Resource *r, const char *key)
@@ -688,8 +695,9 @@ static void test_traces_proto(void **state)
     assert_int_equal(r->status, 200);
     assert_true(has_header(r, "Content-Type: " CT_PB));
     assert_false(has_header(r, "Connection: close"));
-    TraceResp *tr = opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
-        NULL, r->body_len, r->body);
+    TraceResp *tr =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
+            NULL, r->body_len, r->body);
     assert_non_null(tr);
     assert_null(tr->partial_success); /* empty message */
     opentelemetry__proto__collector__trace__v1__export_trace_service_response__free_unpacked(tr,
@@ -889,8 +897,9 @@ static void test_gzip_zstd(void **state)
     uint8_t *pb = pack(traces_msg(2, 5), &len);
 
     struct req gz = gzip_of(pb, len);
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
+        RECEIVER_KEEP);
     assert_int_equal(one_resp(f)->status, 200);
     struct got *g = one_batch(f, OTLP_TRACES, 10);
     assert_int_equal(g->len, len);
@@ -898,8 +907,9 @@ static void test_gzip_zstd(void **state)
 
     buf_reset(&f->out);
     struct req zs = zstd_of(pb, len);
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, "Content-Encoding: ZSTD\r\n", zs.data, zs.len)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post("/v1/traces", CT_PB, "Content-Encoding: ZSTD\r\n", zs.data, zs.len)),
+        RECEIVER_KEEP);
     assert_int_equal(one_resp(f)->status, 200);
     g = one_batch(f, OTLP_TRACES, 10);
     assert_int_equal(g->len, len);
@@ -908,8 +918,9 @@ static void test_gzip_zstd(void **state)
     /* gzip'ed JSON */
     buf_reset(&f->out);
     gz = gzip_of(JSON_LOGS, strlen(JSON_LOGS));
-    assert_int_equal(feed(f, post("/v1/logs", CT_JSON, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post("/v1/logs", CT_JSON, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
+        RECEIVER_KEEP);
     assert_json_ok(f);
     one_batch(f, OTLP_LOGS, 1);
 
@@ -942,9 +953,9 @@ static void test_chunked(void **state)
     assert_memory_equal(g->body, pb, len);
 
     buf_reset(&f->out);
-    assert_int_equal(feed(f, post_chunked("/v1/metrics", CT_JSON, JSON_METRICS,
-                                          strlen(JSON_METRICS), 1)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post_chunked("/v1/metrics", CT_JSON, JSON_METRICS, strlen(JSON_METRICS), 1)),
+        RECEIVER_KEEP);
     assert_json_ok(f);
     one_batch(f, OTLP_METRICS, 2);
 }
@@ -958,9 +969,9 @@ static void test_pipelined(void **state)
     size_t tl, ll;
     uint8_t *tp = pack(traces_msg(1, 2), &tl);
     uint8_t *lp = pack(logs_msg(1, 3), &ll);
-    struct req all = concat(concat(post("/v1/traces", CT_PB, NULL, tp, tl),
-                                   json_post("/v1/metrics", JSON_METRICS)),
-                            post("/v1/logs", CT_PB, NULL, lp, ll));
+    struct req all = concat(
+        concat(post("/v1/traces", CT_PB, NULL, tp, tl), json_post("/v1/metrics", JSON_METRICS)),
+        post("/v1/logs", CT_PB, NULL, lp, ll));
     assert_int_equal(feed(f, all), RECEIVER_KEEP);
     struct resp r[MAX_RESP];
     assert_int_equal(parse_responses(&f->out, r, MAX_RESP), 3);
@@ -984,7 +995,7 @@ static void test_pipelined(void **state)
     /* An error in the middle (answered, framing intact) does not stop the rest. */
     buf_reset(&f->out);
     all = concat(concat(post("/v1/traces", CT_PB, NULL, tp, tl), raw("GET /v1/logs HTTP/1.1\r\n"
-                                                                    "Host: x\r\n\r\n")),
+                                                                     "Host: x\r\n\r\n")),
                  post("/v1/logs", CT_PB, NULL, lp, ll));
     assert_int_equal(feed(f, all), RECEIVER_KEEP);
     assert_int_equal(parse_responses(&f->out, r, MAX_RESP), 3);
@@ -1019,8 +1030,7 @@ static void test_expect_continue(void **state)
     /* Refused at the head: no 100 Continue, the error, and close. */
     new_conn(f);
     rq = post("/v1/traces", "text/plain", "Expect: 100-continue\r\n", pb, len);
-    assert_int_equal(receiver_conn_input(&f->conn, rq.data, rq.len - len, &f->out),
-                     RECEIVER_CLOSE);
+    assert_int_equal(receiver_conn_input(&f->conn, rq.data, rq.len - len, &f->out), RECEIVER_CLOSE);
     assert_int_equal(one_resp(f)->status, 415);
 }
 
@@ -1129,35 +1139,33 @@ static void test_splits(void **state)
     check_splits(f, "traces", post("/v1/traces", CT_PB, NULL, tp, tl), RECEIVER_KEEP, 1, 1);
     check_splits(f, "metrics", post("/v1/metrics", CT_PB, NULL, mp, ml), RECEIVER_KEEP, 1, 1);
     check_splits(f, "json", json_post("/v1/traces", JSON_TRACES), RECEIVER_KEEP, 1, 1);
-    check_splits(f, "gzip",
-                 post("/v1/logs", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len),
+    check_splits(f, "gzip", post("/v1/logs", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len),
                  RECEIVER_KEEP, 1, 1);
     check_splits(f, "zstd",
                  post("/v1/traces", CT_PB, "Content-Encoding: zstd\r\n", zs.data, zs.len),
                  RECEIVER_KEEP, 1, 1);
     check_splits(f, "chunked", post_chunked("/v1/traces", CT_PB, tp, tl, 50), RECEIVER_KEEP, 1, 1);
-    check_splits(f, "expect",
-                 post("/v1/metrics", CT_PB, "Expect: 100-continue\r\n", mp, ml), RECEIVER_KEEP, 2,
-                 1);
-    check_splits(f, "pipelined",
-                 concat(concat(post("/v1/traces", CT_PB, NULL, tp, tl),
-                               json_post("/v1/logs", JSON_LOGS)),
-                        post("/v1/metrics", CT_PB, "Connection: close\r\n", mp, ml)),
-                 RECEIVER_CLOSE, 3, 3);
+    check_splits(f, "expect", post("/v1/metrics", CT_PB, "Expect: 100-continue\r\n", mp, ml),
+                 RECEIVER_KEEP, 2, 1);
+    check_splits(
+        f, "pipelined",
+        concat(concat(post("/v1/traces", CT_PB, NULL, tp, tl), json_post("/v1/logs", JSON_LOGS)),
+               post("/v1/metrics", CT_PB, "Connection: close\r\n", mp, ml)),
+        RECEIVER_CLOSE, 3, 3);
     check_splits(f, "partial", post("/v1/traces", CT_PB, NULL, bp, bl), RECEIVER_KEEP, 1, 1);
     check_splits(f, "http/1.0",
                  raw("POST /v1/logs HTTP/1.0\r\nContent-Type: application/json\r\n"
                      "Content-Length: 2\r\n\r\n{}"),
                  RECEIVER_CLOSE, 1, 0);
-    check_splits(f, "404 with body", post("/v2/traces", CT_PB, NULL, tp, tl), RECEIVER_CLOSE, 1,
-                 0);
+    check_splits(f, "404 with body", post("/v2/traces", CT_PB, NULL, tp, tl), RECEIVER_CLOSE, 1, 0);
     check_splits(f, "415", post("/v1/traces", "text/plain", NULL, tp, tl), RECEIVER_CLOSE, 1, 0);
     check_splits(f, "bad protobuf", post("/v1/traces", CT_PB, NULL, "\x0a\x05\x01", 3),
                  RECEIVER_KEEP, 1, 0);
-    check_splits(f, "bad json", json_post("/v1/traces", "{\"resourceSpans\":[}"), RECEIVER_KEEP,
-                 1, 0);
-    check_splits(f, "parse error", raw("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 1"
-                                       "\r\nContent-Length: 2\r\n\r\nab"),
+    check_splits(f, "bad json", json_post("/v1/traces", "{\"resourceSpans\":[}"), RECEIVER_KEEP, 1,
+                 0);
+    check_splits(f, "parse error",
+                 raw("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 1"
+                     "\r\nContent-Length: 2\r\n\r\nab"),
                  RECEIVER_CLOSE, 1, 0);
 }
 
@@ -1207,7 +1215,8 @@ static void test_method_not_allowed(void **state)
     assert_true(has_header(r, "Allow: POST"));
     assert_true(has_header(r, "Content-Type: " CT_JSON));
     json_t *j = json_body(r);
-    assert_int_equal(json_integer_value(json_object_get(j, "code")), 2);
+    assert_true(json_integer_value(json_object_get(j, "code")) > 0);
+    assert_non_null(json_string_value(json_object_get(j, "message")));
     json_decref(j);
 }
 
@@ -1219,10 +1228,9 @@ static void test_unsupported_media_type(void **state)
     uint8_t *pb = pack(traces_msg(1, 1), &len);
     struct req rq = post("/v1/traces", "text/plain", NULL, pb, len);
     /* answered as soon as the head is in, before the body is sent */
-    assert_int_equal(receiver_conn_input(&f->conn, rq.data, rq.len - len, &f->out),
-                     RECEIVER_CLOSE);
+    assert_int_equal(receiver_conn_input(&f->conn, rq.data, rq.len - len, &f->out), RECEIVER_CLOSE);
     struct resp *r = one_resp(f);
-    assert_proto_status(r, 415, 2);
+    assert_proto_status(r, 415, -1);
     assert_true(has_header(r, "Connection: close"));
     /* further input is ignored */
     size_t before = f->out.len;
@@ -1245,10 +1253,11 @@ static void test_unsupported_media_type(void **state)
     assert_int_equal(feed(f, post("/v1/traces", CT_PB, "Content-Encoding: br\r\n", pb, len)),
                      RECEIVER_CLOSE);
     r = one_resp(f);
-    assert_proto_status(r, 415, 2);
+    assert_proto_status(r, 415, -1);
     new_conn(f);
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip, zstd\r\n", pb, len)),
-                     RECEIVER_CLOSE);
+    assert_int_equal(
+        feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip, zstd\r\n", pb, len)),
+        RECEIVER_CLOSE);
     assert_int_equal(one_resp(f)->status, 415);
     struct got g[MAX_GOT];
     assert_int_equal(drain(f, g, MAX_GOT), 0);
@@ -1303,10 +1312,10 @@ static void test_bad_json(void **state)
 
     /* well-formed JSON, bad OTLP: the message names the field */
     buf_reset(&f->out);
-    assert_int_equal(feed(f, json_post("/v1/traces",
-                                       "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
-                                       "\"traceId\":\"xyz\"}]}]}]}")),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, json_post("/v1/traces", "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
+                                        "\"traceId\":\"xyz\"}]}]}]}")),
+        RECEIVER_KEEP);
     r = one_resp(f);
     assert_int_equal(r->status, 400);
     j = json_body(r);
@@ -1350,15 +1359,17 @@ static void test_gzip_bomb(void **state)
     uint8_t *zeros = A(n);
     struct req gz = gzip_of(zeros, n);
     assert_true(gz.len < 8192);
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post("/v1/traces", CT_PB, "Content-Encoding: gzip\r\n", gz.data, gz.len)),
+        RECEIVER_KEEP);
     struct resp *r = one_resp(f);
     assert_proto_status(r, 413, 8);
 
     buf_reset(&f->out);
     struct req zs = zstd_of(zeros, n);
-    assert_int_equal(feed(f, post("/v1/traces", CT_JSON, "Content-Encoding: zstd\r\n", zs.data, zs.len)),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, post("/v1/traces", CT_JSON, "Content-Encoding: zstd\r\n", zs.data, zs.len)),
+        RECEIVER_KEEP);
     r = one_resp(f);
     assert_int_equal(r->status, 413);
     json_t *j = json_body(r);
@@ -1419,8 +1430,9 @@ static void test_partial_success(void **state)
     assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, pb, len)), RECEIVER_KEEP);
     struct resp *r = one_resp(f);
     assert_int_equal(r->status, 200);
-    TraceResp *tr = opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
-        NULL, r->body_len, r->body);
+    TraceResp *tr =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
+            NULL, r->body_len, r->body);
     assert_non_null(tr);
     assert_non_null(tr->partial_success);
     assert_int_equal(tr->partial_success->rejected_spans, 3);
@@ -1440,11 +1452,11 @@ static void test_partial_success(void **state)
 
     /* JSON: same in the JSON response */
     buf_reset(&f->out);
-    assert_int_equal(feed(f, json_post("/v1/traces",
-                                       "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
-                                       "\"traceId\":\"00000000000000000000000000000000\","
-                                       "\"spanId\":\"1112131415161718\"}]}]}]}")),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, json_post("/v1/traces", "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{"
+                                        "\"traceId\":\"00000000000000000000000000000000\","
+                                        "\"spanId\":\"1112131415161718\"}]}]}]}")),
+        RECEIVER_KEEP);
     r = one_resp(f);
     assert_int_equal(r->status, 200);
     json_t *j = json_body(r);
@@ -1642,10 +1654,12 @@ static void test_metrics(void **state)
     uint8_t *pp = pack(pm, &lp);
 
     assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, p2, l2)), RECEIVER_KEEP); /* 200 */
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, pp, lp)), RECEIVER_KEEP); /* 200, 1 rej */
-    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, p4, l4)), RECEIVER_KEEP); /* 429 */
+    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, pp, lp)),
+                     RECEIVER_KEEP); /* 200, 1 rej */
+    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, p4, l4)), RECEIVER_KEEP);    /* 429 */
     assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, "\x0a", 1)), RECEIVER_KEEP); /* 400 */
-    assert_int_equal(feed(f, raw("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")), RECEIVER_KEEP); /* 404 */
+    assert_int_equal(feed(f, raw("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")),
+                     RECEIVER_KEEP);                                            /* 404 */
     assert_int_equal(feed(f, json_post("/v1/logs", JSON_LOGS)), RECEIVER_KEEP); /* 200 */
     struct resp r[MAX_RESP];
     assert_int_equal(parse_responses(&f->out, r, MAX_RESP), 6);
@@ -1677,9 +1691,10 @@ static void test_timeout(void **state)
     struct fx *f = *state;
     start(f);
     assert_false(receiver_conn_busy(&f->conn));
-    assert_int_equal(feed(f, raw("POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
-                                 "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"re")),
-                     RECEIVER_KEEP);
+    assert_int_equal(
+        feed(f, raw("POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"re")),
+        RECEIVER_KEEP);
     assert_int_equal(f->out.len, 0);
     assert_true(receiver_conn_busy(&f->conn));
     assert_int_equal(receiver_conn_timeout(&f->conn, &f->out), RECEIVER_CLOSE);
@@ -1744,18 +1759,26 @@ static void test_keep_alive(void **state)
     struct got g[MAX_GOT];
     assert_int_equal(drain(f, g, MAX_GOT), 1);
     assert_int_equal(g[0].items, 3);
+}
 
-    /* HTTP/1.0 with keep-alive: kept, and the client is told so.
-     * http.h: "HTTP/1.0 clients that asked for keep-alive need
-     * Connection: keep-alive" -- without it an HTTP/1.0 client takes the
-     * response as the last one on the connection. */
-    new_conn(f);
+/* An HTTP/1.0 client that asked for keep-alive is told the connection stays.
+ * BUG (lib/receiver/receiver.c respond_error, after 806edb3): the extra
+ * header is either "Allow: POST" (405) or "Connection: keep-alive", so a 405
+ * to an HTTP/1.0 keep-alive client lacks the latter while the connection is
+ * kept. Left failing for the lead. */
+static void test_http10_keep_alive(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    size_t len;
+    uint8_t *pb = pack(traces_msg(1, 1), &len);
+    char *h = A(256);
     snprintf(h, 256,
              "POST /v1/traces HTTP/1.0\r\nConnection: keep-alive\r\n"
              "Content-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
              len);
     assert_int_equal(feed(f, concat(raw(h), (struct req){pb, len})), RECEIVER_KEEP);
-    r = one_resp(f);
+    struct resp *r = one_resp(f);
     assert_int_equal(r->status, 200);
     assert_false(has_header(r, "Connection: close"));
     assert_true(has_header(r, "Connection: keep-alive"));
@@ -1819,10 +1842,12 @@ static void test_batch_too_large(void **state)
     assert_int_equal(drain(f, g, MAX_GOT), 0);
 }
 
-
 /* Error messages quote the client's JSON keys: they must still be valid
- * UTF-8, or the JSON error body is not JSON and the protobuf Status.message
- * (a proto3 string) is undecodable. */
+ * UTF-8, or the JSON error body is not JSON.
+ * BUG (lib/otlp/otlp_json.c jfail_rc cuts each path key at 128 bytes, and
+ * the whole message at err_len, without regard to UTF-8; lib/receiver/
+ * receiver.c encode_status copies the bytes unchecked): here the key is 127
+ * 'a' + U+00E9 and the body carries a lone 0xC3. Left failing for the lead. */
 static void test_error_message_utf8(void **state)
 {
     struct fx *f = *state;
@@ -1835,9 +1860,60 @@ static void test_error_message_utf8(void **state)
     assert_int_equal(feed(f, json_post("/v1/traces", js)), RECEIVER_KEEP);
     struct resp *r = one_resp(f);
     assert_int_equal(r->status, 400);
-    fprintf(stderr, "BODY: %.*s\n", (int)r->body_len, r->body);
     json_t *j = json_body(r);
     json_decref(j);
+}
+
+/* RFC 9110 9.3.2: a response to HEAD carries no content (Content-Length
+ * still says how long it would be). A body after the head would be read by
+ * the client as the start of the next response.
+ * BUG (lib/receiver/receiver.c respond_error): the 405/404 to HEAD is written
+ * with http_response_write(), body included, instead of
+ * http_response_write_head(). Left failing for the lead. */
+static void test_head_request(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    assert_int_equal(feed(f, raw("HEAD /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")), RECEIVER_KEEP);
+    assert_true(f->out.len > 12);
+    assert_memory_equal(f->out.data, "HTTP/1.1 405", 12);
+    const uint8_t *end = memmem(f->out.data, f->out.len, "\r\n\r\n", 4);
+    assert_non_null(end);
+    assert_int_equal((size_t)(end + 4 - f->out.data), f->out.len);
+}
+
+/* An entry without items is batched like any other accepted entry, also
+ * when another entry of the same request is rejected. (Was: handle_request
+ * batched only when res.resources > res.rejected_resources, so one accepted
+ * empty entry next to one rejected entry was dropped unreported.) */
+static void test_empty_entry_with_rejection(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    TraceReq *m = traces_msg(3, 1);
+    m->resource_spans[0]->scope_spans[0]->n_spans = 0;               /* accepted, no spans */
+    m->resource_spans[1]->scope_spans[0]->spans[0]->span_id.len = 5; /* rejected */
+    m->resource_spans[2]->scope_spans[0]->n_spans = 0;               /* accepted, no spans */
+    size_t len;
+    uint8_t *pb = pack(m, &len);
+    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, pb, len)), RECEIVER_KEEP);
+    assert_int_equal(one_resp(f)->status, 200);
+    struct got *g = one_batch(f, OTLP_TRACES, 0);
+    TraceReq *t = unpack_traces(g);
+    assert_int_equal(t->n_resource_spans, 2);
+    free_traces(t);
+
+    /* one accepted empty entry, one rejected: the empty one is kept too */
+    buf_reset(&f->out);
+    m->n_resource_spans = 2;
+    pb = pack(m, &len);
+    assert_int_equal(feed(f, post("/v1/traces", CT_PB, NULL, pb, len)), RECEIVER_KEEP);
+    assert_int_equal(one_resp(f)->status, 200);
+    g = one_batch(f, OTLP_TRACES, 0);
+    t = unpack_traces(g);
+    assert_int_equal(t->n_resource_spans, 1);
+    assert_string_equal(attr(t->resource_spans[0]->resource, "service.name"), "svc-0");
+    free_traces(t);
 }
 
 int main(void)
@@ -1870,9 +1946,12 @@ int main(void)
         T(test_metrics),
         T(test_timeout),
         T(test_keep_alive),
+        T(test_http10_keep_alive),
         T(test_large_body),
         T(test_batch_too_large),
         T(test_error_message_utf8),
+        T(test_head_request),
+        T(test_empty_entry_with_rejection),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
