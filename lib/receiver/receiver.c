@@ -17,6 +17,7 @@
 #include "otlp/otlp_json.h"
 #include "otlp/otlp_response.h"
 #include "otlp/otlp_scan.h"
+#include "otlp/otlp_wire.h"
 #include "pipeline/pipeline.h"
 
 /* Paths for the http_requests_total{path} label; the last one is "other". */
@@ -290,39 +291,58 @@ static void count_response(struct receiver_conn *c, unsigned path, int status)
 
 /* google.rpc.Status{code, message} as the OTLP spec asks for error bodies,
  * encoded like the request. */
-static void encode_status(struct buf *out, bool json, int grpc_code, const char *msg)
+/* Copy `msg` (at most 1000 bytes) into `out` as valid UTF-8: a proto3 string
+ * and a JSON string must be, and error messages may quote client bytes.
+ * Invalid bytes become U+FFFD in JSON and '?' in protobuf; JSON escapes too. */
+static void append_clean_text(struct buf *out, const char *msg, bool json)
 {
-    buf_reset(out);
-    size_t mlen = strlen(msg);
-    if (mlen > 1000)
-        mlen = 1000;
-    if (json) {
-        buf_printf(out, "{\"code\":%d,\"message\":\"", grpc_code);
-        for (size_t i = 0; i < mlen; i++) {
-            unsigned char ch = (unsigned char)msg[i];
-            if (ch == '"' || ch == '\\')
+    const uint8_t *s = (const uint8_t *)msg;
+    size_t n = strlen(msg);
+    if (n > 1000)
+        n = 1000;
+    while (n > 0) {
+        size_t ok = otlp_utf8_valid_prefix(s, n);
+        for (size_t i = 0; i < ok; i++) {
+            uint8_t ch = s[i];
+            if (json && (ch == '"' || ch == '\\'))
                 buf_printf(out, "\\%c", ch);
-            else if (ch < 0x20)
+            else if (json && ch < 0x20)
                 buf_printf(out, "\\u%04x", ch);
             else
                 buf_append(out, &ch, 1);
         }
+        s += ok;
+        n -= ok;
+        if (n > 0) { /* one invalid byte */
+            buf_append_str(out, json ? "\\ufffd" : "?");
+            s++;
+            n--;
+        }
+    }
+}
+
+/* google.rpc.Status{code, message} as the OTLP spec asks for error bodies,
+ * encoded like the request. */
+static void encode_status(struct buf *out, bool json, int grpc_code, const char *msg)
+{
+    buf_reset(out);
+    if (json) {
+        buf_printf(out, "{\"code\":%d,\"message\":\"", grpc_code);
+        append_clean_text(out, msg, true);
         buf_append_str(out, "\"}");
         return;
     }
-    uint8_t hdr[16];
-    size_t n = 0;
-    hdr[n++] = 0x08; /* field 1, varint */
-    hdr[n++] = (uint8_t)grpc_code;
-    hdr[n++] = 0x12; /* field 2, length-delimited */
-    size_t v = mlen;
-    while (v >= 0x80) {
-        hdr[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    hdr[n++] = (uint8_t)v;
-    buf_append(out, hdr, n);
-    buf_append(out, msg, mlen);
+    /* field 1 (code, varint), then field 2 (message) whose length we know
+     * only after cleaning: clean into place after a 2-byte length slot. */
+    uint8_t hdr[2] = {0x08, (uint8_t)grpc_code};
+    buf_append(out, hdr, 2);
+    size_t tag_at = out->len;
+    buf_append(out, "\x12\x00\x00", 3); /* tag + up to a 2-byte varint length */
+    size_t text_at = out->len;
+    append_clean_text(out, msg, false);
+    size_t tlen = out->len - text_at; /* <= 1000, fits two varint bytes */
+    out->data[tag_at + 1] = (uint8_t)(tlen | 0x80);
+    out->data[tag_at + 2] = (uint8_t)(tlen >> 7);
 }
 
 static int grpc_code_for(int status)
@@ -355,9 +375,16 @@ static int respond_error(struct receiver_conn *c, struct buf *out, unsigned path
     uint32_t retry = (status == 429 || status == 503) ? r->cfg->receiver.retry_after_s : 0;
     const struct http_req *req = http_parser_req(&c->parser);
     keep = keep && req->keep_alive && !c->closing;
-    const char *extra = status == 405 ? "Allow: POST\r\n" : keep_alive_header(req, keep);
-    http_response_write(out, status, json ? "application/json" : "application/x-protobuf",
-                        rw->resp.data, rw->resp.len, keep, retry, extra);
+    char extra[64];
+    snprintf(extra, sizeof(extra), "%s%s", status == 405 ? "Allow: POST\r\n" : "",
+             keep && req->http_minor == 0 ? "Connection: keep-alive\r\n" : "");
+    const char *ctype = json ? "application/json" : "application/x-protobuf";
+    if (req->method == HTTP_HEAD) /* RFC 9110 9.3.2: the head only */
+        http_response_write_head(out, status, ctype, rw->resp.len, keep, retry,
+                                 extra[0] ? extra : NULL);
+    else
+        http_response_write(out, status, ctype, rw->resp.data, rw->resp.len, keep, retry,
+                            extra[0] ? extra : NULL);
     count_response(c, path, status);
     log_debug("request refused", "status=%d reason=%s msg=%s", status,
               err_series < HTTP_ERR_COUNT ? "http" : receiver_reasons[err_series - HTTP_ERR_COUNT],
@@ -514,6 +541,8 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
                         rw->resp.data, rw->resp.len, req->keep_alive, 0,
                         keep_alive_header(req, req->keep_alive));
     count_response(c, path, 200);
+    if (!req->keep_alive)
+        c->closing = true;
     return req->keep_alive ? RECEIVER_KEEP : RECEIVER_CLOSE;
 }
 
@@ -563,7 +592,7 @@ int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len
 int receiver_conn_timeout(struct receiver_conn *c, struct buf *out)
 {
     const struct http_req *req = http_parser_req(&c->parser);
-    respond_receiver_error(c, out, PATH_OTHER, RECEIVER_ERR_TIMEOUT, NULL, is_json(req), false);
+    respond_receiver_error(c, out, route(req), RECEIVER_ERR_TIMEOUT, NULL, is_json(req), false);
     c->closing = true;
     return RECEIVER_CLOSE;
 }

@@ -18,6 +18,7 @@
  * and destroy reports every connection the application still holds. */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -351,6 +352,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         net_stack_timers(f.s, now);
         check(&f);
     }
+    if (getenv("FUZZ_NET_DEBUG")) {
+        const struct net_stats *st = net_stack_stats(f.s);
+        fprintf(stderr, "accepted %llu closed %llu rx %llu tx %llu retrans %llu ooo %llu\n",
+                (unsigned long long)st->tcp_accepted, (unsigned long long)st->tcp_closed,
+                (unsigned long long)st->tcp_rx_bytes, (unsigned long long)st->tcp_tx_bytes,
+                (unsigned long long)st->tcp_retransmits, (unsigned long long)st->tcp_ooo_segments);
+    }
+    if (net_stack_conn_count(f.s) != 0)
+        abort(); /* a connection that never ends: a timer leak */
     net_stack_destroy(f.s);
     if (f.n_live != 0)
         abort();
