@@ -149,6 +149,7 @@ fi
 
 # 4. Check the configuration as the service will see it (with the env file).
 if ((!dry)) && [[ -z "$root" ]]; then
+    # shellcheck disable=SC1091  # the operator's env file, read as systemd will
     if (set -a; [[ -r "$etc/otlp-service.env" ]] && . "$etc/otlp-service.env"; set +a
         "$bin_dst" validate --config "$etc/config.yaml"); then
         :

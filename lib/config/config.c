@@ -818,6 +818,25 @@ static void validate(struct loader *L)
                has_cert ? "exporter.tls.cert_file" : "exporter.tls.key_file",
                "exporter.tls.cert_file and exporter.tls.key_file must be set together");
 
+    /* DPDK mode: the port needs an address; the gateway must be reachable. */
+    const struct dpdk_config *d = &c->dataplane.dpdk;
+    uint32_t ip = 0, mask = 0, gw = 0;
+    bool have_ip = d->ip != NULL && config_parse_ipv4(d->ip, &ip) == 0;
+    if (c->dataplane.mode == DATAPLANE_DPDK && !have_ip)
+        report(L, blame(L, "dataplane.dpdk.ip", "dataplane.mode"), "dataplane.dpdk.ip",
+               "required when dataplane.mode is dpdk");
+    if (have_ip && d->netmask != NULL && config_parse_ipv4(d->netmask, &mask) == 0 &&
+        d->gateway != NULL && config_parse_ipv4(d->gateway, &gw) == 0) {
+        if (gw == ip)
+            report(L, blame(L, "dataplane.dpdk.gateway", "dataplane.dpdk.ip"),
+                   "dataplane.dpdk.gateway", "%s is our own address (dataplane.dpdk.ip)",
+                   d->gateway);
+        else if ((gw & mask) != (ip & mask))
+            report(L, blame(L, "dataplane.dpdk.gateway", "dataplane.dpdk.ip"),
+                   "dataplane.dpdk.gateway", "%s is not on the subnet of %s/%s", d->gateway,
+                   d->ip, d->netmask);
+    }
+
     /* Two listeners on one port fail at bind(); say so now. */
     struct {
         const char *key, *host;

@@ -52,10 +52,30 @@ struct receiver_config {
 
 enum dataplane_mode { DATAPLANE_SOCKET = 0, DATAPLANE_DPDK = 1 };
 
+/* dataplane.dpdk: the DPDK port and the userspace TCP/IP stack (mode dpdk).
+ * Workers are dataplane.workers lcores, each with one rx/tx queue pair. */
+struct dpdk_config {
+    char *eal_args;               /* EAL arguments, split on blanks, quotes group */
+    uint16_t port;                /* DPDK port id */
+    char *ip;                     /* our IPv4 address, dotted; required in mode dpdk */
+    char *netmask;                /* dotted, contiguous */
+    char *gateway;                /* dotted, on our subnet; empty: none */
+    uint16_t mtu;                 /* IP MTU */
+    uint16_t rx_desc;             /* rx descriptors per queue */
+    uint16_t tx_desc;             /* tx descriptors per queue */
+    uint32_t mbufs;               /* mbuf pool size; 0: sized from queues and descriptors */
+    uint32_t max_conns_per_lcore; /* TCP connection table per lcore */
+    uint32_t snd_buf_bytes;       /* TCP send buffer per connection */
+    uint32_t rcv_space_bytes;     /* TCP receive window per connection */
+    uint32_t ooo_buf_bytes;       /* out-of-order reassembly buffer per connection */
+    uint32_t time_wait_ms;        /* TIME_WAIT duration */
+};
+
 struct dataplane_config {
     enum dataplane_mode mode;
-    uint32_t workers; /* 0: one per online CPU */
+    uint32_t workers; /* 0: one per online CPU (dpdk: minus one for the main lcore) */
     char *cores;      /* "0-3,6": cores to pin workers to; empty: no pinning */
+    struct dpdk_config dpdk;
 };
 
 struct batch_config {
@@ -182,6 +202,25 @@ int config_write_yaml(const struct svc_config *cfg, bool redact, struct buf *out
  * more than `max` cores. *n is 0 on failure.
  */
 int config_parse_cores(const char *s, unsigned *cores, unsigned max, unsigned *n);
+
+/*
+ * Split a command-line string such as dataplane.dpdk.eal_args into words:
+ * blanks separate words, '...' and "..." group (quotes are removed, no
+ * escapes inside single quotes, a backslash escapes the next character
+ * elsewhere).
+ * The words are written NUL-terminated into `store` (`store_len` bytes; the
+ * input length + 1 always suffices) and argv[i] points into it; `store` and
+ * `argv` may be NULL to only validate and count.
+ * Returns 0 with *argc set; -EINVAL (unbalanced quote, trailing backslash,
+ * control character) or -E2BIG (more than max_argv words, or store too
+ * small) with *why set to a static reason.
+ */
+int config_split_args(const char *s, char *store, size_t store_len, char **argv,
+                      unsigned max_argv, unsigned *argc, const char **why);
+
+/* Parse a dotted IPv4 address ("198.18.0.2") into host byte order.
+ * Returns 0, or -EINVAL when `s` is not exactly four decimal octets. */
+int config_parse_ipv4(const char *s, uint32_t *ip);
 
 /* The configuration spelling of an enum value ("socket", "otlp_http",
  * "gzip"), for logs; "unknown" for a value outside the enum. */

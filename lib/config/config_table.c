@@ -120,6 +120,35 @@ static const char *check_cores(const char *s)
     return NULL;
 }
 
+static const char *check_eal_args(const char *s)
+{
+    const char *why = NULL;
+    unsigned n;
+    if (config_split_args(s, NULL, 0, NULL, 256, &n, &why) < 0)
+        return why;
+    return NULL;
+}
+
+/* A dotted IPv4 address, or empty (ip is then required by a cross-field
+ * rule; an empty gateway means none). */
+static const char *check_ipv4_or_empty(const char *s)
+{
+    uint32_t ip;
+    if (*s == '\0')
+        return NULL;
+    return config_parse_ipv4(s, &ip) < 0 ? "must be a dotted IPv4 address like 198.18.0.2" : NULL;
+}
+
+static const char *check_netmask(const char *s)
+{
+    uint32_t m;
+    if (config_parse_ipv4(s, &m) < 0)
+        return "must be a dotted IPv4 netmask like 255.255.255.0";
+    if (m == 0 || (~m & (~m + 1)) != 0)
+        return "must be a contiguous netmask (ones, then zeros), not 0.0.0.0";
+    return NULL;
+}
+
 /* The exporter's base URL: empty (unused by the file exporter) or an
  * http(s) URL with a host and no whitespace. */
 static const char *check_endpoint(const char *s)
@@ -234,10 +263,43 @@ static const struct config_key dataplane_keys[] = {
     KEY_ENUM(dataplane_config, mode, enum dataplane_mode, dataplane_mode_names, "socket",
              "Packet I/O: kernel sockets (epoll, runs anywhere) or DPDK (dedicated NICs)."),
     KEY_U32(dataplane_config, workers, "0", 0, 128,
-            "Worker threads (socket) or lcores (dpdk); 0 means one per online CPU."),
+            "Worker threads (socket) or worker lcores, one rx/tx queue pair each (dpdk); 0 "
+            "means one per online CPU (dpdk: one less, the main lcore keeps one)."),
     KEY_STR(dataplane_config, cores, "", 0, check_cores, "core list, e.g. `0-3,6`",
             "CPU cores to pin workers to, as a list of ids and ranges; empty means no "
             "pinning."),
+};
+
+static const struct config_key dpdk_keys[] = {
+    KEY_STR(dpdk_config, eal_args, "", 0, check_eal_args, "EAL command line",
+            "DPDK EAL arguments, split on blanks ('...' and \"...\" group), e.g. "
+            "`-a 0000:3b:00.0` or `--no-huge -m 512 --vdev=net_tap0,iface=otlp0`. A "
+            "--file-prefix is added unless given; -l/--lcores are generated from "
+            "dataplane.workers and dataplane.cores unless given."),
+    KEY_U16(dpdk_config, port, "0", 0, 1023, "DPDK port id the workers serve."),
+    KEY_STR(dpdk_config, ip, "", 0, check_ipv4_or_empty, "dotted IPv4 address",
+            "Our IPv4 address on the port; required in mode dpdk."),
+    KEY_STR(dpdk_config, netmask, "255.255.255.0", 7, check_netmask, "dotted IPv4 netmask",
+            "Netmask of the port's subnet."),
+    KEY_STR(dpdk_config, gateway, "", 0, check_ipv4_or_empty, "dotted IPv4 address or empty",
+            "Next hop for clients off the subnet; empty: only the subnet is reachable."),
+    KEY_U16(dpdk_config, mtu, "1500", 576, 9000, "IP MTU of the port; the TCP MSS is mtu - 40."),
+    KEY_U16(dpdk_config, rx_desc, "1024", 64, 16384, "Receive descriptors per queue."),
+    KEY_U16(dpdk_config, tx_desc, "1024", 64, 16384, "Transmit descriptors per queue."),
+    KEY_U32(dpdk_config, mbufs, "0", 0, 16777216,
+            "Packet buffers in the pool (allocated once); 0 sizes it from the queues: "
+            "(rx_desc + tx_desc + 512) per worker, plus caches."),
+    KEY_U32(dpdk_config, max_conns_per_lcore, "4096", 1, 16777216,
+            "TCP connection table per worker lcore, TIME_WAIT included; more are refused."),
+    KEY_SIZE32(dpdk_config, snd_buf_bytes, "16KiB", 2 * KIB, 64 * MIB,
+               "TCP send buffer per connection (responses are under 1 KiB)."),
+    KEY_SIZE32(dpdk_config, rcv_space_bytes, "256KiB", 4 * KIB, 1 * GIB,
+               "TCP receive window per connection; closed while the export queue is full."),
+    KEY_SIZE32(dpdk_config, ooo_buf_bytes, "64KiB", 0, 16 * MIB,
+               "Out-of-order reassembly buffer per connection (from a shared pool); 0 drops "
+               "out-of-order data and relies on retransmission."),
+    KEY_U32(dpdk_config, time_wait_ms, "2000", 0, 240000,
+            "How long a closed connection stays in TIME_WAIT (ms)."),
 };
 
 static const struct config_key batch_keys[] = {
@@ -329,6 +391,8 @@ const struct config_section config_sections[] = {
             "The OTLP listeners and the limits applied to each request."),
     SECTION("dataplane", dataplane, dataplane_keys,
             "How packets reach the workers, and which CPUs run them."),
+    SECTION("dataplane.dpdk", dataplane.dpdk, dpdk_keys,
+            "The DPDK port and the userspace TCP/IP stack (dataplane.mode: dpdk)."),
     SECTION("batch", batch, batch_keys,
             "Batching between the workers and the exporter, and the queue budget."),
     SECTION("exporter", exporter, exporter_keys, "Where and how batches are sent."),

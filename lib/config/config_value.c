@@ -538,3 +538,87 @@ bool config_is_close(const char *typo, const char *cand)
         return true;
     return false;
 }
+
+int config_split_args(const char *s, char *store, size_t store_len, char **argv,
+                      unsigned max_argv, unsigned *argc, const char **why)
+{
+    unsigned n = 0;
+    size_t w = 0;
+    *argc = 0;
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0')
+            break;
+        if (n == max_argv) {
+            *why = "too many words";
+            return -E2BIG;
+        }
+        if (argv != NULL)
+            argv[n] = store + w;
+        char quote = 0;
+        for (; *p != '\0' && (quote || (*p != ' ' && *p != '\t')); p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c < ' ' || c == 0x7f) {
+                *why = "must not contain control characters";
+                return -EINVAL;
+            }
+            if (quote == 0 && (c == '\'' || c == '"')) {
+                quote = (char)c;
+                continue;
+            }
+            if (quote != 0 && c == (unsigned char)quote) {
+                quote = 0;
+                continue;
+            }
+            if (c == '\\' && quote != '\'') {
+                if (p[1] == '\0') {
+                    *why = "ends with a backslash";
+                    return -EINVAL;
+                }
+                c = (unsigned char)*++p;
+            }
+            if (store != NULL) {
+                if (w + 1 >= store_len) {
+                    *why = "too long";
+                    return -E2BIG;
+                }
+                store[w] = (char)c;
+            }
+            w++;
+        }
+        if (quote != 0) {
+            *why = quote == '\'' ? "has an unbalanced ' quote" : "has an unbalanced \" quote";
+            return -EINVAL;
+        }
+        if (store != NULL)
+            store[w] = '\0';
+        w++;
+        n++;
+    }
+    *argc = n;
+    return 0;
+}
+
+int config_parse_ipv4(const char *s, uint32_t *ip)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!isdigit((unsigned char)*s))
+            return -EINVAL;
+        unsigned o = 0, digits = 0;
+        while (isdigit((unsigned char)*s)) {
+            o = o * 10 + (unsigned)(*s++ - '0');
+            if (++digits > 3 || o > 255)
+                return -EINVAL;
+        }
+        v = v << 8 | o;
+        if (i < 3 && *s++ != '.')
+            return -EINVAL;
+    }
+    if (*s != '\0')
+        return -EINVAL;
+    *ip = v;
+    return 0;
+}

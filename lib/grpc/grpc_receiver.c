@@ -62,9 +62,11 @@ static const char *const err_message[] = {
  * few of them arrive at once. */
 #define GRPC_STREAM_WINDOW_MAX (1u << 20)
 #define GRPC_CONN_WINDOW_STREAMS 4
-/* Message buffers larger than this are released when the stream ends, so
- * the pooled stream states stay small. */
+/* Message buffers larger than this are released when the request ends, so
+ * the pooled stream states stay small; the pool keeps at most
+ * GRPC_POOL_MAX_FREE idle states per worker (16 MiB with their buffers). */
 #define GRPC_KEEP_MSG_CAP (64 * 1024)
+#define GRPC_POOL_MAX_FREE 256
 /* Room for the framed Export*ServiceResponse (partial_success with an
  * error message of at most sizeof(otlp_scan_result.error)). */
 #define GRPC_RESP_MAX 256
@@ -81,29 +83,28 @@ enum stream_state {
 struct grpc_stream {
     struct grpc_conn *c;
     struct grpc_stream *next, *prev; /* conn->active list, or free list (next) */
-    struct grpc_stream *all_next;    /* every stream the worker allocated */
     int32_t id;
     uint8_t state;
-    uint8_t method;                  /* signal, METHOD_OTHER */
-    uint8_t codec;                   /* enum compress_codec of grpc-encoding */
+    uint8_t method; /* signal, METHOD_OTHER */
+    uint8_t codec;  /* enum compress_codec of grpc-encoding */
     bool post;
     bool content_type_ok;
-    bool remote_done;                /* the client ended its side (END_STREAM) */
-    bool rst_after_response;         /* answered early: reset if the client still sends */
-    bool in_msg;                     /* message header parsed, payload arriving */
+    bool remote_done;        /* the client ended its side (END_STREAM) */
+    bool rst_after_response; /* answered early: reset if the client still sends */
+    bool in_msg;             /* message header parsed, payload arriving */
     bool compressed;
-    int8_t head_err;                 /* first error found in the headers, -1 none */
+    int8_t head_err; /* first error found in the headers, -1 none */
     uint8_t hdr_got;
     uint8_t hdr[GRPC_FRAME_HDR];
     uint32_t n_msgs;
     uint32_t header_bytes;
     uint32_t n_headers;
-    uint32_t msg_len;                /* payload length announced by the frame header */
-    uint32_t held_stream;            /* received, stream window not yet given back */
-    uint32_t held_conn;              /* received, connection window not yet given back */
+    uint32_t msg_len;     /* payload length announced by the frame header */
+    uint32_t held_stream; /* received, stream window not yet given back */
+    uint32_t held_conn;   /* received, connection window not yet given back */
     uint64_t start_ns;
-    uint64_t deadline_ns;            /* from grpc-timeout, 0 none */
-    struct buf msg;                  /* message payload, limit max_body_bytes */
+    uint64_t deadline_ns; /* from grpc-timeout, 0 none */
+    struct buf msg;       /* message payload, limit max_body_bytes */
     uint16_t resp_len, resp_off;
     uint8_t resp[GRPC_FRAME_HDR + GRPC_RESP_MAX];
 };
@@ -116,29 +117,29 @@ struct grpc_receiver {
     struct otlp_limits limits;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
-    uint32_t msg_limit;              /* one message as received */
-    uint64_t inflate_limit;          /* after grpc-encoding */
+    uint32_t msg_limit;     /* one message as received */
+    uint64_t inflate_limit; /* after grpc-encoding */
     uint32_t stream_window;
     uint32_t conn_window;
-    uint64_t conn_budget;            /* message bytes a connection may buffer */
+    uint64_t conn_budget; /* message bytes a connection may buffer */
     uint64_t request_timeout_ns;
-    char *details[GRPC_ERR_COUNT];   /* grpc-status-details-bin values, NULL none */
+    char *details[GRPC_ERR_COUNT]; /* grpc-status-details-bin values, NULL none */
     _Atomic bool draining;
     /* metric ids; series are indexed as noted */
     uint32_t m_received, m_accepted, m_refused, m_rejected, m_bytes; /* + signal */
-    uint32_t m_requests;             /* + method * GRPC_STATUS_COUNT + status */
-    uint32_t m_duration;             /* + method */
-    uint32_t m_errors;               /* + grpc_err */
+    uint32_t m_requests; /* + method * GRPC_STATUS_COUNT + status */
+    uint32_t m_duration; /* + method */
+    uint32_t m_errors;   /* + grpc_err */
 };
 
 struct grpc_worker {
     struct grpc_receiver *gr;
     unsigned w;
     struct compress_ctx *cz;
-    struct buf inflated;             /* decompressed message */
-    struct buf resp;                 /* response message */
-    struct grpc_stream *free_streams;
-    struct grpc_stream *all_streams;
+    struct buf inflated;              /* decompressed message */
+    struct buf resp;                  /* response message */
+    struct grpc_stream *free_streams; /* idle stream states, reused */
+    unsigned n_free;
 };
 
 const char *grpc_signal_path(int sig)
@@ -186,9 +187,9 @@ static int register_metrics(struct grpc_receiver *gr)
         (rc = register_signal_counter(reg, "refused",
                                       "Items refused with 429/503 under pressure (client retries)",
                                       &gr->m_refused)) < 0 ||
-        (rc = register_signal_counter(reg, "rejected",
-                                      "Items rejected as invalid (partial success)",
-                                      &gr->m_rejected)) < 0 ||
+        (rc =
+             register_signal_counter(reg, "rejected", "Items rejected as invalid (partial success)",
+                                     &gr->m_rejected)) < 0 ||
         (rc = register_signal_counter(reg, "received_bytes",
                                       "Request body bytes received (before decompression)",
                                       &gr->m_bytes)) < 0)
@@ -391,8 +392,9 @@ void grpc_worker_destroy(struct grpc_worker *gw)
     compress_ctx_destroy(gw->cz);
     buf_free(&gw->inflated);
     buf_free(&gw->resp);
-    for (struct grpc_stream *s = gw->all_streams, *n; s != NULL; s = n) {
-        n = s->all_next;
+    /* Every connection is finished, so every stream state is idle. */
+    for (struct grpc_stream *s = gw->free_streams, *n; s != NULL; s = n) {
+        n = s->next;
         buf_free(&s->msg);
         free(s);
     }
@@ -407,6 +409,7 @@ static struct grpc_stream *stream_get(struct grpc_conn *c, int32_t id)
     struct grpc_stream *s = gw->free_streams;
     if (s != NULL) {
         gw->free_streams = s->next;
+        gw->n_free--;
     } else {
         s = calloc(1, sizeof(*s));
         if (s == NULL)
@@ -415,15 +418,11 @@ static struct grpc_stream *stream_get(struct grpc_conn *c, int32_t id)
             free(s);
             return NULL;
         }
-        s->all_next = gw->all_streams;
-        gw->all_streams = s;
     }
     struct buf msg = s->msg;
-    struct grpc_stream *all_next = s->all_next;
     memset(s, 0, offsetof(struct grpc_stream, resp));
     s->msg = msg;
     s->msg.len = 0;
-    s->all_next = all_next;
     s->c = c;
     s->id = id;
     s->state = ST_HEADERS;
@@ -474,10 +473,17 @@ static void stream_put(struct grpc_conn *c, struct grpc_stream *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     c->n_active--;
+    struct grpc_worker *gw = c->gw;
+    if (gw->n_free >= GRPC_POOL_MAX_FREE) {
+        buf_free(&s->msg);
+        free(s);
+        return;
+    }
     s->c = NULL;
     s->id = 0;
-    s->next = c->gw->free_streams;
-    c->gw->free_streams = s;
+    s->next = gw->free_streams;
+    gw->free_streams = s;
+    gw->n_free++;
 }
 
 /* ---- responses ---- */
@@ -488,15 +494,17 @@ static void count_request(struct grpc_conn *c, struct grpc_stream *s, int status
     unsigned w = c->gw->w;
     if (status < 0 || status >= GRPC_STATUS_COUNT)
         status = GRPC_STATUS_UNKNOWN;
-    obs_counter_inc(gr->reg, w, gr->m_requests + s->method * (uint32_t)GRPC_STATUS_COUNT +
-                                    (uint32_t)status);
+    obs_counter_inc(gr->reg, w,
+                    gr->m_requests + s->method * (uint32_t)GRPC_STATUS_COUNT + (uint32_t)status);
     double secs = (double)(base_now_ns() - s->start_ns) / 1e9;
     obs_histogram_observe(gr->reg, w, gr->m_duration + s->method, secs);
 }
 
 /* A header field; nghttp2 copies the value, the name is a literal. */
 #define NV(n, v)                                                                                   \
-    {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME     \
+    }
 
 /*
  * Answer with an error in a Trailers-Only response (one HEADERS frame with
@@ -548,9 +556,8 @@ static void respond_error(struct grpc_conn *c, struct grpc_stream *s, enum grpc_
     log_debug("grpc request refused", "status=%d reason=%s msg=%s", code, err_reason[e], raw);
 }
 
-static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                               size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                               void *user_data)
+static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     (void)user_data;
     struct grpc_stream *s = source->ptr;
@@ -1049,8 +1056,7 @@ static int fatal(struct grpc_conn *c, enum grpc_err e)
 
 bool grpc_conn_want_write(const struct grpc_conn *c)
 {
-    return !c->dead && c->session != NULL &&
-           nghttp2_session_want_write(c->session);
+    return !c->dead && c->session != NULL && nghttp2_session_want_write(c->session);
 }
 
 bool grpc_conn_want_close(const struct grpc_conn *c)

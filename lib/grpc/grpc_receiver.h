@@ -29,38 +29,38 @@ struct nghttp2_session;
  * so only the transient pressure cases carry it; UNAVAILABLE is always
  * retryable. PROTOCOL-HTTP2.md: a non-gRPC content-type gets HTTP 415.
  */
-#define GRPC_ERRORS(X)                                                                            \
-    X(HEADERS_TOO_LARGE, 8, 200, 0, headers_too_large, "request header list exceeds the limit")   \
-    X(HTTP_METHOD, 12, 405, 0, method_not_allowed, "only POST is allowed")                        \
+#define GRPC_ERRORS(X)                                                                             \
+    X(HEADERS_TOO_LARGE, 8, 200, 0, headers_too_large, "request header list exceeds the limit")    \
+    X(HTTP_METHOD, 12, 405, 0, method_not_allowed, "only POST is allowed")                         \
     X(CONTENT_TYPE, 13, 415, 0, unsupported_media_type,                                            \
-      "content-type must be application/grpc or application/grpc+proto")                         \
+      "content-type must be application/grpc or application/grpc+proto")                           \
     X(UNKNOWN_METHOD, 12, 200, 0, unknown_method,                                                  \
       "unknown method; use opentelemetry.proto.collector.{trace,metrics,logs}.v1."                 \
       "{Trace,Metrics,Logs}Service/Export")                                                        \
     X(ENCODING, 12, 200, 0, unsupported_encoding,                                                  \
-      "grpc-encoding must be identity, gzip, deflate or zstd")                                    \
-    X(BAD_TIMEOUT, 13, 200, 0, invalid_timeout, "malformed grpc-timeout")                         \
-    X(SHUTDOWN, 14, 200, 1, shutting_down, "shutting down")                                       \
-    X(BAD_FLAG, 13, 200, 0, bad_message_flag, "invalid message flags")                            \
+      "grpc-encoding must be identity, gzip, deflate or zstd")                                     \
+    X(BAD_TIMEOUT, 13, 200, 0, invalid_timeout, "malformed grpc-timeout")                          \
+    X(SHUTDOWN, 14, 200, 1, shutting_down, "shutting down")                                        \
+    X(BAD_FLAG, 13, 200, 0, bad_message_flag, "invalid message flags")                             \
     X(COMPRESSED_FLAG, 13, 200, 0, compressed_without_encoding,                                    \
-      "compressed message flag set without grpc-encoding")                                        \
-    X(TOO_LARGE, 8, 200, 0, message_too_large, "received message larger than max")                \
-    X(EXTRA_MESSAGE, 13, 200, 0, extra_message, "unary call with more than one request message")  \
-    X(NO_MESSAGE, 13, 200, 0, missing_message, "request ended without a complete message")        \
-    X(NO_MEMORY, 14, 200, 1, no_memory, "out of memory, retry later")                             \
-    X(DECOMPRESS, 13, 200, 0, bad_compressed_message, "message could not be decompressed")        \
-    X(BOMB, 8, 200, 0, decompressed_too_large, "decompressed message exceeds the limit")          \
-    X(PROTOBUF, 3, 200, 0, invalid_protobuf, "invalid OTLP protobuf")                             \
-    X(QUEUE_FULL, 8, 200, 1, queue_full, "export queue is full, retry later")                     \
-    X(POOL, 14, 200, 1, pool_exhausted, "no batch buffer free, retry later")                      \
-    X(BATCH_TOO_LARGE, 8, 200, 0, batch_too_large, "request does not fit into a batch")           \
-    X(DEADLINE, 4, 200, 0, deadline_exceeded, "deadline exceeded before the request was handled") \
-    X(TIMEOUT, 4, 200, 0, request_timeout, "request not completed in time")                       \
-    X(STREAM_RESET, -1, 0, 0, stream_reset, "stream reset before the request was complete")       \
+      "compressed message flag set without grpc-encoding")                                         \
+    X(TOO_LARGE, 8, 200, 0, message_too_large, "received message larger than max")                 \
+    X(EXTRA_MESSAGE, 13, 200, 0, extra_message, "unary call with more than one request message")   \
+    X(NO_MESSAGE, 13, 200, 0, missing_message, "request ended without a complete message")         \
+    X(NO_MEMORY, 14, 200, 1, no_memory, "out of memory, retry later")                              \
+    X(DECOMPRESS, 13, 200, 0, bad_compressed_message, "message could not be decompressed")         \
+    X(BOMB, 8, 200, 0, decompressed_too_large, "decompressed message exceeds the limit")           \
+    X(PROTOBUF, 3, 200, 0, invalid_protobuf, "invalid OTLP protobuf")                              \
+    X(QUEUE_FULL, 8, 200, 1, queue_full, "export queue is full, retry later")                      \
+    X(POOL, 14, 200, 1, pool_exhausted, "no batch buffer free, retry later")                       \
+    X(BATCH_TOO_LARGE, 8, 200, 0, batch_too_large, "request does not fit into a batch")            \
+    X(DEADLINE, 4, 200, 0, deadline_exceeded, "deadline exceeded before the request was handled")  \
+    X(TIMEOUT, 4, 200, 0, request_timeout, "request not completed in time")                        \
+    X(STREAM_RESET, -1, 0, 0, stream_reset, "stream reset before the request was complete")        \
     X(CONN_CLOSED, -1, 0, 0, connection_closed,                                                    \
-      "connection closed before the request was complete")                                        \
-    X(REFUSED, -1, 0, 0, too_many_streams, "stream refused: too many concurrent streams")         \
-    X(HTTP2, -1, 0, 0, http2_protocol_error, "HTTP/2 protocol error, connection closed")          \
+      "connection closed before the request was complete")                                         \
+    X(REFUSED, -1, 0, 0, too_many_streams, "stream refused: too many concurrent streams")          \
+    X(HTTP2, -1, 0, 0, http2_protocol_error, "HTTP/2 protocol error, connection closed")           \
     X(FLOOD, -1, 0, 0, http2_flood, "HTTP/2 flood (pings, settings, resets), connection closed")
 
 enum grpc_err {
@@ -85,15 +85,15 @@ enum grpc_err {
 struct grpc_conn {
     struct grpc_worker *gw;
     struct nghttp2_session *session;
-    struct grpc_stream *active;  /* streams nghttp2 has open, newest first */
+    struct grpc_stream *active; /* streams nghttp2 has open, newest first */
     unsigned n_active;
-    unsigned n_receiving;        /* requests whose message is still arriving */
-    uint64_t buffered_bytes;     /* message bytes held by this connection's streams */
-    uint64_t held_bytes;         /* received bytes not yet given back (WINDOW_UPDATE) */
-    uint64_t conn_release;       /* bytes of closed streams to give back, connection level */
-    bool stalled;                /* window credit withheld: the pipeline is full */
+    unsigned n_receiving;    /* requests whose message is still arriving */
+    uint64_t buffered_bytes; /* message bytes held by this connection's streams */
+    uint64_t held_bytes;     /* received bytes not yet given back (WINDOW_UPDATE) */
+    uint64_t conn_release;   /* bytes of closed streams to give back, connection level */
+    bool stalled;            /* window credit withheld: the pipeline is full */
     bool goaway_sent;
-    bool dead;                   /* fatal error: close without further output */
+    bool dead; /* fatal error: close without further output */
 };
 
 /*

@@ -31,13 +31,26 @@ int grpc_timeout_parse(const uint8_t *v, size_t len, uint64_t *ns_out)
     }
     uint64_t mul;
     switch (v[len - 1]) {
-    case 'H': mul = 3600ull * 1000000000ull; break;
-    case 'M': mul = 60ull * 1000000000ull; break;
-    case 'S': mul = 1000000000ull; break;
-    case 'm': mul = 1000000ull; break;
-    case 'u': mul = 1000ull; break;
-    case 'n': mul = 1; break;
-    default: return -EINVAL;
+    case 'H':
+        mul = 3600ull * 1000000000ull;
+        break;
+    case 'M':
+        mul = 60ull * 1000000000ull;
+        break;
+    case 'S':
+        mul = 1000000000ull;
+        break;
+    case 'm':
+        mul = 1000000ull;
+        break;
+    case 'u':
+        mul = 1000ull;
+        break;
+    case 'n':
+        mul = 1;
+        break;
+    default:
+        return -EINVAL;
     }
     *ns_out = n > UINT64_MAX / mul ? UINT64_MAX : n * mul;
     return 0;
@@ -155,8 +168,8 @@ int grpc_status_details_encode(int code, const char *message, bool retry, uint32
     size_t any_len = 1 + varint_len(type_len) + type_len + 1 + varint_len(ri_len) + ri_len;
 
     if ((rc = put_len_field(out, 3, any_len)) < 0 || (rc = put_len_field(out, 1, type_len)) < 0 ||
-        (rc = buf_append(out, type_url, type_len)) < 0 || (rc = put_len_field(out, 2, ri_len)) < 0 ||
-        (rc = put_len_field(out, 1, dur_len)) < 0)
+        (rc = buf_append(out, type_url, type_len)) < 0 ||
+        (rc = put_len_field(out, 2, ri_len)) < 0 || (rc = put_len_field(out, 1, dur_len)) < 0)
         return rc;
     if (retry_delay_s) {
         tmp[0] = 0x08;

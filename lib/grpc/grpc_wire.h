@@ -14,23 +14,23 @@
 
 /* gRPC status codes: X(enum suffix, value, name as grpc-go and the
  * Prometheus gRPC exporters spell it). */
-#define GRPC_STATUS_CODES(X)                      \
-    X(OK, 0, "OK")                                \
-    X(CANCELLED, 1, "Canceled")                   \
-    X(UNKNOWN, 2, "Unknown")                      \
-    X(INVALID_ARGUMENT, 3, "InvalidArgument")     \
-    X(DEADLINE_EXCEEDED, 4, "DeadlineExceeded")   \
-    X(NOT_FOUND, 5, "NotFound")                   \
-    X(ALREADY_EXISTS, 6, "AlreadyExists")         \
-    X(PERMISSION_DENIED, 7, "PermissionDenied")   \
-    X(RESOURCE_EXHAUSTED, 8, "ResourceExhausted") \
-    X(FAILED_PRECONDITION, 9, "FailedPrecondition") \
-    X(ABORTED, 10, "Aborted")                     \
-    X(OUT_OF_RANGE, 11, "OutOfRange")             \
-    X(UNIMPLEMENTED, 12, "Unimplemented")         \
-    X(INTERNAL, 13, "Internal")                   \
-    X(UNAVAILABLE, 14, "Unavailable")             \
-    X(DATA_LOSS, 15, "DataLoss")                  \
+#define GRPC_STATUS_CODES(X)                                                                       \
+    X(OK, 0, "OK")                                                                                 \
+    X(CANCELLED, 1, "Canceled")                                                                    \
+    X(UNKNOWN, 2, "Unknown")                                                                       \
+    X(INVALID_ARGUMENT, 3, "InvalidArgument")                                                      \
+    X(DEADLINE_EXCEEDED, 4, "DeadlineExceeded")                                                    \
+    X(NOT_FOUND, 5, "NotFound")                                                                    \
+    X(ALREADY_EXISTS, 6, "AlreadyExists")                                                          \
+    X(PERMISSION_DENIED, 7, "PermissionDenied")                                                    \
+    X(RESOURCE_EXHAUSTED, 8, "ResourceExhausted")                                                  \
+    X(FAILED_PRECONDITION, 9, "FailedPrecondition")                                                \
+    X(ABORTED, 10, "Aborted")                                                                      \
+    X(OUT_OF_RANGE, 11, "OutOfRange")                                                              \
+    X(UNIMPLEMENTED, 12, "Unimplemented")                                                          \
+    X(INTERNAL, 13, "Internal")                                                                    \
+    X(UNAVAILABLE, 14, "Unavailable")                                                              \
+    X(DATA_LOSS, 15, "DataLoss")                                                                   \
     X(UNAUTHENTICATED, 16, "Unauthenticated")
 
 enum grpc_status {

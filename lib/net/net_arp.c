@@ -15,7 +15,7 @@
 #define NET_ARP_LEN 28
 #define NET_ARP_REQUEST 1
 #define NET_ARP_REPLY 2
-#define NET_ARP_RETRY_US 1000000u  /* one request per second per address */
+#define NET_ARP_RETRY_US 1000000u   /* one request per second per address */
 #define NET_ARP_PENDING_US 3000000u /* an unanswered entry may be reused after this */
 
 static struct net_arp_entry *arp_find(struct net_stack *s, uint32_t ip)
@@ -35,8 +35,8 @@ static struct net_arp_entry *arp_slot(struct net_stack *s, uint64_t now)
         struct net_arp_entry *e = &s->arp[i];
         if (e->ip == 0)
             return e;
-        bool stale = e->resolved ? e->expires_us <= now
-                                 : now - e->requested_us >= NET_ARP_PENDING_US;
+        bool stale =
+            e->resolved ? e->expires_us <= now : now - e->requested_us >= NET_ARP_PENDING_US;
         if (stale && (best == NULL || e->expires_us < best->expires_us))
             best = e;
     }
@@ -51,8 +51,8 @@ static void arp_learn(struct net_stack *s, struct net_arp_entry *e, uint32_t ip,
     e->expires_us = s->now_us + s->cfg.arp_timeout_us;
 }
 
-static void arp_send(struct net_stack *s, uint16_t op, const uint8_t *eth_dst,
-                     const uint8_t *tha, uint32_t tpa)
+static void arp_send(struct net_stack *s, uint16_t op, const uint8_t *eth_dst, const uint8_t *tha,
+                     uint32_t tpa)
 {
     uint8_t *f = net_eth_alloc(s, NET_ARP_LEN, eth_dst, NET_ETHERTYPE_ARP);
     if (f == NULL)

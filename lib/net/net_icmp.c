@@ -8,8 +8,8 @@
 #define NET_ICMP_ECHO_REPLY 0
 #define NET_ICMP_ECHO_REQUEST 8
 
-void net_icmp_input(struct net_stack *s, const uint8_t *src_mac, uint32_t saddr,
-                    const uint8_t *p, size_t len)
+void net_icmp_input(struct net_stack *s, const uint8_t *src_mac, uint32_t saddr, const uint8_t *p,
+                    size_t len)
 {
     if (unlikely(len < NET_ICMP_HLEN)) {
         net_drop(s, NET_DROP_ICMP_SHORT);

@@ -27,7 +27,10 @@
 #define SEQ_GT(a, b) SEQ_LT(b, a)
 #define SEQ_GEQ(a, b) SEQ_LEQ(b, a)
 
-static inline uint16_t net_rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint16_t net_rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
 static inline uint32_t net_rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -49,8 +52,14 @@ static inline void net_wr32(uint8_t *p, uint32_t v)
 struct net_dlist {
     struct net_dlist *prev, *next;
 };
-static inline void net_dlist_init(struct net_dlist *l) { l->prev = l->next = l; }
-static inline bool net_dlist_empty(const struct net_dlist *l) { return l->next == l; }
+static inline void net_dlist_init(struct net_dlist *l)
+{
+    l->prev = l->next = l;
+}
+static inline bool net_dlist_empty(const struct net_dlist *l)
+{
+    return l->next == l;
+}
 static inline void net_dlist_del(struct net_dlist *e)
 {
     e->prev->next = e->next;
@@ -66,11 +75,11 @@ static inline void net_dlist_add_tail(struct net_dlist *head, struct net_dlist *
 }
 
 struct net_arp_entry {
-    uint32_t ip;            /* 0: free */
+    uint32_t ip; /* 0: free */
     uint8_t mac[NET_ETH_ALEN];
     bool resolved;
-    uint64_t expires_us;    /* resolved: stale after this */
-    uint64_t requested_us;  /* last request we sent */
+    uint64_t expires_us;   /* resolved: stale after this */
+    uint64_t requested_us; /* last request we sent */
 };
 
 struct net_tcp_ooo_range {
@@ -82,27 +91,27 @@ struct net_tcp_conn {
     uint64_t timer_at;           /* earliest of the deadlines below (0: none) */
     uint64_t rto_at;             /* retransmission / persist */
     uint64_t delack_at;
-    uint64_t idle_at;            /* keepalive, FIN_WAIT_2 or TIME_WAIT expiry */
-    uint64_t app_at;             /* application deadline */
+    uint64_t idle_at; /* keepalive, FIN_WAIT_2 or TIME_WAIT expiry */
+    uint64_t app_at;  /* application deadline */
     struct net_stack *s;
     void *app;
     uint32_t peer_ip;
     uint16_t peer_port;
     uint16_t local_port;
     uint8_t peer_mac[NET_ETH_ALEN];
-    uint8_t state;     /* enum net_tcp_state */
-    bool detached;     /* the application closed or aborted it */
-    uint8_t busy;      /* the stack is inside a call on it: defer the release */
-    bool ack_now;      /* send an ACK before returning */
+    uint8_t state;       /* enum net_tcp_state */
+    bool detached;       /* the application closed or aborted it */
+    uint8_t busy;        /* the stack is inside a call on it: defer the release */
+    bool ack_now;        /* send an ACK before returning */
     uint8_t ack_pending; /* in-order segments not yet acknowledged */
-    bool fin_queued;   /* we close: FIN after the send buffer */
-    bool fin_acked;    /* our FIN was acknowledged */
-    bool fin_ooo;      /* peer FIN seen out of order at fin_ooo_seq */
+    bool fin_queued;     /* we close: FIN after the send buffer */
+    bool fin_acked;      /* our FIN was acknowledged */
+    bool fin_ooo;        /* peer FIN seen out of order at fin_ooo_seq */
     bool rtt_active;
     uint8_t snd_wscale, rcv_wscale;
     uint8_t retries, ka_probes;
-    uint16_t mss;      /* effective send MSS */
-    uint32_t index;    /* in s->conns */
+    uint16_t mss;   /* effective send MSS */
+    uint32_t index; /* in s->conns */
     uint32_t free_next;
 
     /* RFC 9293 3.3.1 send sequence variables; snd_max: highest sent */
@@ -121,7 +130,7 @@ struct net_tcp_conn {
     bool srtt_valid;
     uint64_t last_rx_us;
 
-    uint8_t *ooo_buf;  /* from the shared pool while ranges are held */
+    uint8_t *ooo_buf; /* from the shared pool while ranges are held */
     uint32_t ooo_slot;
     uint32_t n_ooo;
     struct net_tcp_ooo_range ooo[NET_TCP_OOO_RANGES];
@@ -134,28 +143,28 @@ struct net_stack {
     struct net_app_ops app;
     void *app_ctx;
     struct net_stats stats;
-    uint64_t sip_key[2];    /* SipHash key for cookies / ISNs */
-    uint64_t hash_seed;     /* connection table hash */
+    uint64_t sip_key[2]; /* SipHash key for cookies / ISNs */
+    uint64_t hash_seed;  /* connection table hash */
     uint16_t ip_id;
     uint16_t our_mss;
-    uint32_t rx_flags;      /* of the frame being processed */
-    uint64_t now_us;        /* of the call being processed */
+    uint32_t rx_flags; /* of the frame being processed */
+    uint64_t now_us;   /* of the call being processed */
 
     struct net_arp_entry *arp;
 
     struct net_tcp_conn *conns;
-    uint32_t free_head;     /* index + 1, 0: none */
+    uint32_t free_head; /* index + 1, 0: none */
     uint32_t n_conns;
-    uint32_t *table;        /* conn index + 1, 0: empty; linear probing */
+    uint32_t *table; /* conn index + 1, 0: empty; linear probing */
     uint32_t table_mask;
     uint8_t *snd_arena;
     uint8_t *ooo_arena;
     uint32_t ooo_buf_bytes;
-    uint32_t *ooo_free;     /* stack of free reassembly slots */
+    uint32_t *ooo_free; /* stack of free reassembly slots */
     uint32_t ooo_free_n;
 
     struct net_dlist *wheel;
-    uint64_t wheel_tick;    /* next tick to run */
+    uint64_t wheel_tick; /* next tick to run */
 };
 
 /* Parsed TCP segment, sequence space as on the wire. */
@@ -169,11 +178,14 @@ struct net_tcp_seg {
     const uint8_t *data;
     uint32_t len;
     /* options, parsed on SYN only */
-    uint16_t opt_mss;   /* 0: absent */
-    int8_t opt_wscale;  /* -1: absent */
+    uint16_t opt_mss;  /* 0: absent */
+    int8_t opt_wscale; /* -1: absent */
 };
 
-static inline void net_drop(struct net_stack *s, enum net_drop_reason r) { s->stats.drops[r]++; }
+static inline void net_drop(struct net_stack *s, enum net_drop_reason r)
+{
+    s->stats.drops[r]++;
+}
 
 /* net_cksum.c: Internet checksum (RFC 1071). */
 uint32_t net_cksum_add(uint32_t sum, const uint8_t *p, size_t len);
@@ -196,8 +208,8 @@ void net_ipv4_write(struct net_stack *s, uint8_t *ip, uint32_t dst, uint8_t prot
                     uint16_t payload_len);
 
 /* net_icmp.c */
-void net_icmp_input(struct net_stack *s, const uint8_t *src_mac, uint32_t saddr,
-                    const uint8_t *p, size_t len);
+void net_icmp_input(struct net_stack *s, const uint8_t *src_mac, uint32_t saddr, const uint8_t *p,
+                    size_t len);
 
 /* net_tcp_in.c */
 void net_tcp_input(struct net_stack *s, const uint8_t *src_mac, uint32_t saddr, const uint8_t *p,

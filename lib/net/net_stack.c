@@ -159,8 +159,8 @@ void net_stack_destroy(struct net_stack *s)
     free(s);
 }
 
-void net_stack_input_flags(struct net_stack *s, const uint8_t *frame, size_t len,
-                           uint32_t rx_flags, uint64_t now_us)
+void net_stack_input_flags(struct net_stack *s, const uint8_t *frame, size_t len, uint32_t rx_flags,
+                           uint64_t now_us)
 {
     s->now_us = now_us;
     s->rx_flags = rx_flags;
@@ -173,9 +173,15 @@ void net_stack_input(struct net_stack *s, const uint8_t *frame, size_t len, uint
     net_stack_input_flags(s, frame, len, 0, now_us);
 }
 
-const struct net_stats *net_stack_stats(const struct net_stack *s) { return &s->stats; }
+const struct net_stats *net_stack_stats(const struct net_stack *s)
+{
+    return &s->stats;
+}
 
-uint32_t net_stack_conn_count(const struct net_stack *s) { return s->n_conns; }
+uint32_t net_stack_conn_count(const struct net_stack *s)
+{
+    return s->n_conns;
+}
 
 const char *net_drop_reason_name(enum net_drop_reason r)
 {

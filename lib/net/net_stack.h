@@ -44,22 +44,22 @@ struct net_config {
     uint64_t rto_initial_us; /* RFC 6298 2.1: 1 s */
     uint64_t rto_min_us;     /* RFC 6298 2.4 says 1 s; 200 ms as Linux */
     uint64_t rto_max_us;
-    unsigned max_retries;    /* RTO expiries in a row before abort (RST) */
-    uint64_t delack_us;      /* delayed ACK; every 2nd segment is acked at once */
-    uint64_t time_wait_us;   /* TIME_WAIT duration (short: we never reconnect) */
+    unsigned max_retries;  /* RTO expiries in a row before abort (RST) */
+    uint64_t delack_us;    /* delayed ACK; every 2nd segment is acked at once */
+    uint64_t time_wait_us; /* TIME_WAIT duration (short: we never reconnect) */
     uint64_t fin_wait2_timeout_us;
-    uint64_t keepalive_idle_us;  /* 0 disables keepalive */
+    uint64_t keepalive_idle_us; /* 0 disables keepalive */
     uint64_t keepalive_intvl_us;
     unsigned keepalive_probes;
-    uint64_t timer_tick_us;      /* timer wheel granularity */
+    uint64_t timer_tick_us; /* timer wheel granularity */
 
     uint32_t arp_entries;
     uint64_t arp_timeout_us;
 
-    bool tx_cksum_offload;   /* leave IPv4 checksum 0 and put the pseudo-header sum
-                                into the TCP checksum, for NIC offload */
-    bool secret_set;         /* use `secret` (all lcores must share it) */
-    uint8_t secret[16];      /* SYN cookie / ISN key (RFC 6528); random if unset */
+    bool tx_cksum_offload; /* leave IPv4 checksum 0 and put the pseudo-header sum
+                              into the TCP checksum, for NIC offload */
+    bool secret_set;       /* use `secret` (all lcores must share it) */
+    uint8_t secret[16];    /* SYN cookie / ISN key (RFC 6528); random if unset */
 };
 
 /* Fill `cfg` with defaults (no address, no port). */
@@ -90,8 +90,8 @@ void net_stack_destroy(struct net_stack *s);
 void net_stack_input(struct net_stack *s, const uint8_t *frame, size_t len, uint64_t now_us);
 
 /* Same, with NET_RX_* checksum flags from the NIC. */
-void net_stack_input_flags(struct net_stack *s, const uint8_t *frame, size_t len,
-                           uint32_t rx_flags, uint64_t now_us);
+void net_stack_input_flags(struct net_stack *s, const uint8_t *frame, size_t len, uint32_t rx_flags,
+                           uint64_t now_us);
 
 /* Run expired timers (retransmission, delayed ACK, keepalive, TIME_WAIT,
  * application deadlines). Call every loop iteration or at least every

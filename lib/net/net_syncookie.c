@@ -18,7 +18,10 @@
 
 static const uint16_t net_cookie_mss[8] = {536, 1200, 1360, 1400, 1440, 1460, 4312, 8960};
 
-static inline uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+static inline uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
 
 #define SIPROUND                                                                                   \
     do {                                                                                           \

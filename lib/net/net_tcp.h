@@ -32,10 +32,10 @@ enum net_tcp_state {
 
 /* Why the stack ended a connection the application had not closed. */
 #define NET_TCP_CLOSE_REASONS(X)                                                                   \
-    X(RESET, "reset")         /* valid RST from the peer */                                        \
+    X(RESET, "reset")           /* valid RST from the peer */                                      \
     X(RETRANSMIT, "retransmit") /* retransmission limit reached; RST sent */                       \
-    X(KEEPALIVE, "keepalive") /* keepalive probes unanswered; RST sent */                          \
-    X(DESTROY, "destroy")     /* net_stack_destroy() */
+    X(KEEPALIVE, "keepalive")   /* keepalive probes unanswered; RST sent */                        \
+    X(DESTROY, "destroy")       /* net_stack_destroy() */
 
 enum net_tcp_close_reason {
 #define X(n, l) NET_TCP_CLOSE_##n,

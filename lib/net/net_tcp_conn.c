@@ -243,9 +243,15 @@ void net_tcp_conn_peer(const struct net_tcp_conn *c, uint32_t *ip, uint16_t *por
         *port = c->peer_port;
 }
 
-uint16_t net_tcp_conn_local_port(const struct net_tcp_conn *c) { return c->local_port; }
+uint16_t net_tcp_conn_local_port(const struct net_tcp_conn *c)
+{
+    return c->local_port;
+}
 
-size_t net_tcp_conn_snd_queued(const struct net_tcp_conn *c) { return c->snd_len; }
+size_t net_tcp_conn_snd_queued(const struct net_tcp_conn *c)
+{
+    return c->snd_len;
+}
 
 size_t net_tcp_conn_snd_free(const struct net_tcp_conn *c)
 {

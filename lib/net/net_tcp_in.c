@@ -385,7 +385,8 @@ static void tcp_conn_segment(struct net_stack *s, struct net_tcp_conn *c,
                              const struct net_tcp_seg *g)
 {
     c->busy++;
-    tcp_conn_segment_body(s, c, g);
+    if (c->state != NET_TCP_CLOSED) /* e.g. aborted inside on_accept */
+        tcp_conn_segment_body(s, c, g);
     if (c->state != NET_TCP_CLOSED) {
         net_tcp_output(s, c, false);
         if (c->ack_now)

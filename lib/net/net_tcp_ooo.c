@@ -8,8 +8,7 @@
  * buffer goes back to the pool as soon as no range is held. */
 #include "net/net_internal.h"
 
-void net_tcp_deliver(struct net_stack *s, struct net_tcp_conn *c, const uint8_t *data,
-                     uint32_t len)
+void net_tcp_deliver(struct net_stack *s, struct net_tcp_conn *c, const uint8_t *data, uint32_t len)
 {
     s->stats.tcp_rx_bytes += len;
     if (c->detached) {

@@ -12,8 +12,8 @@ static uint8_t *tcp_alloc(struct net_stack *s, const uint8_t *dst_mac, uint16_t 
                           uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t wnd,
                           uint32_t optlen, uint32_t len)
 {
-    uint8_t *f = net_eth_alloc(s, NET_IPV4_HLEN + NET_TCP_HLEN + optlen + len, dst_mac,
-                               NET_ETHERTYPE_IPV4);
+    uint8_t *f =
+        net_eth_alloc(s, NET_IPV4_HLEN + NET_TCP_HLEN + optlen + len, dst_mac, NET_ETHERTYPE_IPV4);
     if (f == NULL)
         return NULL;
     uint8_t *t = f + NET_ETH_HLEN + NET_IPV4_HLEN;
@@ -62,8 +62,8 @@ static void conn_emit(struct net_stack *s, struct net_tcp_conn *c, uint32_t seq,
                       uint32_t len)
 {
     uint16_t wnd = net_tcp_rcv_wnd_field(s, c);
-    uint8_t *f = tcp_alloc(s, c->peer_mac, c->local_port, c->peer_port, seq, c->rcv_nxt, flags, wnd,
-                           0, len);
+    uint8_t *f =
+        tcp_alloc(s, c->peer_mac, c->local_port, c->peer_port, seq, c->rcv_nxt, flags, wnd, 0, len);
     if (f == NULL)
         return;
     if (len > 0) {

@@ -127,8 +127,9 @@ void net_stack_timers(struct net_stack *s, uint64_t now_us)
         run.prev->next = &run;
         net_dlist_init(slot);
         while (!net_dlist_empty(&run)) {
-            struct net_tcp_conn *c = (struct net_tcp_conn *)((char *)run.next -
-                                                             offsetof(struct net_tcp_conn, timer_link));
+            struct net_tcp_conn *c =
+                (struct net_tcp_conn *)((char *)run.next -
+                                        offsetof(struct net_tcp_conn, timer_link));
             net_dlist_del(&c->timer_link);
             if (c->timer_at <= now_us)
                 conn_expired(s, c, now_us);

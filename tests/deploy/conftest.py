@@ -27,12 +27,21 @@ def _cleanup() -> None:
 atexit.register(_cleanup)
 
 
+_counts: dict[str, int] = {}
+
+
 def pytest_terminal_summary(terminalreporter):
     st = terminalreporter.stats
-    passed = len(st.get("passed", []))
-    failed = len(st.get("failed", [])) + len(st.get("error", []))
-    skipped = len(st.get("skipped", []))
-    terminalreporter.write_line(f"deploy: {passed} passed, {failed} failed, {skipped} skipped")
+    _counts["passed"] = len(st.get("passed", []))
+    _counts["failed"] = len(st.get("failed", [])) + len(st.get("error", []))
+    _counts["skipped"] = len(st.get("skipped", []))
+
+
+def pytest_unconfigure(config):
+    """The closing line, after pytest's own summary."""
+    if _counts:
+        print(f"deploy: {_counts['passed']} passed, {_counts['failed']} failed, "
+              f"{_counts['skipped']} skipped", flush=True)
 
 
 @pytest.fixture(scope="session")

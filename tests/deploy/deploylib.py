@@ -89,10 +89,22 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=5)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by
+    SIGKILL, so no server outlives the run."""
+    try:
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def start_process(args: list[str], log: Path, **kw) -> subprocess.Popen:
     f = open(log, "wb")
     # Own process group, so stop_process() ends exactly what we started.
-    return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent, **kw)
 
 
 def which(tool: str) -> str | None:
@@ -225,10 +237,26 @@ def strftime_to_python(fmt: str) -> str:
 
 
 # --------------------------------------------------------------- Kubernetes
-def kustomize_build(path: Path) -> list[dict]:
+def kubectl_with_kustomize() -> str | None:
+    """kubectl whose built-in kustomize is v4 or later (the kustomizations use
+    `labels:` and `patches:`); Debian 12's kubernetes-client (1.20) is older."""
     kubectl = which("kubectl")
     if kubectl is None:
-        raise FileNotFoundError("kubectl")
+        return None
+    try:
+        out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True,
+                             text=True, timeout=30).stdout
+        ver = json.loads(out).get("kustomizeVersion", "")
+    except (ValueError, subprocess.SubprocessError, OSError):
+        return None
+    m = re.match(r"v?(\d+)\.", ver)
+    return kubectl if m and int(m.group(1)) >= 4 else None
+
+
+def kustomize_build(path: Path) -> list[dict]:
+    kubectl = kubectl_with_kustomize()
+    if kubectl is None:
+        raise FileNotFoundError("kubectl with kustomize >= v4")
     out = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True,
                          timeout=60)
     if out.returncode != 0:

@@ -36,3 +36,12 @@ def test_json_parses(path):
 def test_shell_syntax(path):
     r = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("path", sorted(dl.DEPLOY.rglob("*.sh")) + [dl.HERE / "run.sh"],
+                         ids=lambda p: p.name)
+def test_shellcheck(path):
+    if dl.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    r = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -48,7 +48,10 @@ struct fz {
     uint32_t our_next[NPORTS];  /* next seq the stack sends (from its frames) */
 };
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
 static uint32_t rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -111,7 +114,8 @@ static void fz_send(void *ctx, uint8_t *fr, size_t len)
     size_t tl = len - 34;
     const uint8_t *t = ip + 20;
     uint32_t dst = rd32(ip + 16);
-    uint32_t ph = (OUR_IP >> 16) + (OUR_IP & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 + (uint32_t)tl;
+    uint32_t ph =
+        (OUR_IP >> 16) + (OUR_IP & 0xffff) + (dst >> 16) + (dst & 0xffff) + 6 + (uint32_t)tl;
     if (tl < 20 || csum_fold(csum_add(ph, t, tl)) != 0)
         abort();
     size_t doff = (size_t)(t[12] >> 4) * 4;
@@ -253,7 +257,8 @@ static void send_segment(struct fz *f, const uint8_t *d, size_t len, uint64_t no
     uint32_t ph = (PEER_IP >> 16) + (PEER_IP & 0xffff) + (OUR_IP >> 16) + (OUR_IP & 0xffff) + 6 +
                   (uint32_t)tl;
     wr16(t + 16, csum_fold(csum_add(ph, t, tl)));
-    f->peer_next[pi] = seq + (uint32_t)plen + ((flags & 0x02) ? 1u : 0u) + ((flags & 0x01) ? 1u : 0u);
+    f->peer_next[pi] =
+        seq + (uint32_t)plen + ((flags & 0x02) ? 1u : 0u) + ((flags & 0x01) ? 1u : 0u);
     net_stack_input(f->s, fr, 34 + tl, now);
 }
 
@@ -331,8 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         now += dt * ((kind & 0x80) ? 1000000u : 1000u);
         switch (kind & 3) {
         case 0:
-            net_stack_input_flags(f.s, d, len,
-                                  (kind & 4) ? NET_RX_IP_CKSUM_GOOD | NET_RX_L4_CKSUM_GOOD : 0, now);
+            net_stack_input_flags(
+                f.s, d, len, (kind & 4) ? NET_RX_IP_CKSUM_GOOD | NET_RX_L4_CKSUM_GOOD : 0, now);
             break;
         case 1:
             send_segment(&f, d, len, now);

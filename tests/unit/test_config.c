@@ -174,6 +174,20 @@ static void test_defaults(void **state)
     assert_int_equal(c.dataplane.mode, DATAPLANE_SOCKET);
     assert_int_equal(c.dataplane.workers, 0);
     assert_string_equal(c.dataplane.cores, "");
+    assert_string_equal(c.dataplane.dpdk.eal_args, "");
+    assert_int_equal(c.dataplane.dpdk.port, 0);
+    assert_string_equal(c.dataplane.dpdk.ip, "");
+    assert_string_equal(c.dataplane.dpdk.netmask, "255.255.255.0");
+    assert_string_equal(c.dataplane.dpdk.gateway, "");
+    assert_int_equal(c.dataplane.dpdk.mtu, 1500);
+    assert_int_equal(c.dataplane.dpdk.rx_desc, 1024);
+    assert_int_equal(c.dataplane.dpdk.tx_desc, 1024);
+    assert_int_equal(c.dataplane.dpdk.mbufs, 0);
+    assert_int_equal(c.dataplane.dpdk.max_conns_per_lcore, 4096);
+    assert_int_equal(c.dataplane.dpdk.snd_buf_bytes, 16384);
+    assert_int_equal(c.dataplane.dpdk.rcv_space_bytes, 256 * 1024);
+    assert_int_equal(c.dataplane.dpdk.ooo_buf_bytes, 64 * 1024);
+    assert_int_equal(c.dataplane.dpdk.time_wait_ms, 2000);
     assert_int_equal(c.batch.max_queue_size, 8192);
     assert_int_equal(c.batch.max_export_batch_size, 1024);
     assert_int_equal(c.batch.batch_timeout_ms, 200);
@@ -268,6 +282,16 @@ static void test_every_type(void **state)
             "  mode: dpdk\n"
             "  workers: 4\n"
             "  cores: \"0-3,6\"\n"
+            "  dpdk:\n"
+            "    eal_args: \"-a 0000:3b:00.0 --file-prefix 'otlp a'\"\n"
+            "    port: 1\n"
+            "    ip: 198.18.0.2\n"
+            "    netmask: 255.255.0.0\n"
+            "    gateway: 198.18.255.254\n"
+            "    mtu: 9000\n"
+            "    mbufs: 65536\n"
+            "    snd_buf_bytes: 4KiB\n"
+            "    ooo_buf_bytes: 0\n"
             "exporter:\n"
             "  protocol: otlp_http\n"
             "  endpoint: https://collector.example:4318\n"
@@ -305,6 +329,15 @@ static void test_every_type(void **state)
     assert_int_equal(c.dataplane.mode, DATAPLANE_DPDK);
     assert_int_equal(c.dataplane.workers, 4);
     assert_string_equal(c.dataplane.cores, "0-3,6");
+    assert_string_equal(c.dataplane.dpdk.eal_args, "-a 0000:3b:00.0 --file-prefix 'otlp a'");
+    assert_int_equal(c.dataplane.dpdk.port, 1);
+    assert_string_equal(c.dataplane.dpdk.ip, "198.18.0.2");
+    assert_string_equal(c.dataplane.dpdk.netmask, "255.255.0.0");
+    assert_string_equal(c.dataplane.dpdk.gateway, "198.18.255.254");
+    assert_int_equal(c.dataplane.dpdk.mtu, 9000);
+    assert_int_equal(c.dataplane.dpdk.mbufs, 65536);
+    assert_int_equal(c.dataplane.dpdk.snd_buf_bytes, 4096);
+    assert_int_equal(c.dataplane.dpdk.ooo_buf_bytes, 0);
     assert_int_equal(c.exporter.protocol, EXPORTER_OTLP_HTTP);
     assert_string_equal(c.exporter.endpoint, "https://collector.example:4318");
     assert_int_equal(c.exporter.compression, COMPRESSION_NONE);
@@ -431,6 +464,18 @@ static void test_sizes(void **state)
 static void test_ranges(void **state)
 {
     (void)state;
+    expect_errors("dataplane:\n  dpdk:\n    ip: 198.18.0.256\n",
+                  "t.yaml:3: dataplane.dpdk.ip: must be a dotted IPv4 address like 198.18.0.2\n");
+    expect_errors("dataplane:\n  dpdk:\n    gateway: 10.0.0\n",
+                  "t.yaml:3: dataplane.dpdk.gateway: must be a dotted IPv4 address like "
+                  "198.18.0.2\n");
+    expect_errors("dataplane:\n  dpdk:\n    netmask: 255.0.255.0\n",
+                  "t.yaml:3: dataplane.dpdk.netmask: must be a contiguous netmask (ones, then "
+                  "zeros), not 0.0.0.0\n");
+    expect_errors("dataplane:\n  dpdk:\n    eal_args: \"--vdev 'net_tap0\"\n",
+                  "t.yaml:3: dataplane.dpdk.eal_args: has an unbalanced ' quote\n");
+    expect_errors("dataplane:\n  dpdk:\n    mtu: 500\n",
+                  "t.yaml:3: dataplane.dpdk.mtu: must be between 576 and 9000, got 500\n");
     struct svc_config c;
     expect_errors("receiver:\n  http_port: 0\n",
                   "t.yaml:2: receiver.http_port: must be between 1 and 65535, got 0\n");
@@ -813,8 +858,20 @@ static void test_cross_field(void **state)
                   "t.yaml:2: control.port: port 4318 is also used by receiver.http_port\n");
     expect_errors("receiver:\n  grpc_port: 4318\n",
                   "t.yaml:2: receiver.grpc_port: port 4318 is also used by receiver.http_port\n");
+    /* DPDK: the port needs an address; the gateway must be on its subnet. */
+    expect_errors("dataplane:\n  mode: dpdk\n",
+                  "t.yaml:2: dataplane.dpdk.ip: required when dataplane.mode is dpdk\n");
+    expect_errors("dataplane:\n  dpdk:\n    ip: 198.18.0.2\n    gateway: 198.19.0.1\n",
+                  "t.yaml:4: dataplane.dpdk.gateway: 198.19.0.1 is not on the subnet of "
+                  "198.18.0.2/255.255.255.0\n");
+    expect_errors("dataplane:\n  dpdk:\n    ip: 198.18.0.2\n    gateway: 198.18.0.2\n",
+                  "t.yaml:4: dataplane.dpdk.gateway: 198.18.0.2 is our own address "
+                  "(dataplane.dpdk.ip)\n");
     /* Same port on two distinct addresses is fine; gRPC disabled is fine. */
     struct svc_config c;
+    load_ok("dataplane:\n  mode: dpdk\n  dpdk:\n    ip: 10.1.2.3\n    netmask: 255.255.0.0\n"
+            "    gateway: 10.1.255.1\n", &c);
+    config_free(&c);
     load_ok("receiver:\n  host: 10.0.0.1\ncontrol:\n  host: 127.0.0.1\n  port: 4318\n", &c);
     config_free(&c);
     load_ok("receiver:\n  grpc_port: 0\ncontrol:\n  port: 4317\n", &c);

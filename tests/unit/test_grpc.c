@@ -333,17 +333,17 @@ static uint64_t err_count(const char *reason)
 
 struct result {
     int32_t id;
-    struct bytes req;           /* framed request body to send */
+    struct bytes req; /* framed request body to send */
     size_t off;
-    size_t chunk;               /* most bytes per DATA frame */
-    size_t defer_at;            /* stop sending here (0: never) */
+    size_t chunk;    /* most bytes per DATA frame */
+    size_t defer_at; /* stop sending here (0: never) */
     bool deferred;
     int http_status;
-    int grpc_status;            /* -1 until seen */
+    int grpc_status; /* -1 until seen */
     char grpc_message[512];
     char details[1024];
     char content_type[64];
-    int header_blocks;          /* response HEADERS frames (2: headers + trailers) */
+    int header_blocks; /* response HEADERS frames (2: headers + trailers) */
     bool trailers_only;
     struct buf body;
     bool closed;
@@ -550,8 +550,8 @@ static struct result *submit(struct tclient *t, const char *path, struct bytes b
     nghttp2_nv nva[8];
     size_t n = 0;
 #define ADD(k, v)                                                                                  \
-    nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v),                  \
-                            NGHTTP2_NV_FLAG_NONE}
+    nva[n++] =                                                                                     \
+        (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
     ADD(":method", "POST");
     ADD(":scheme", "http");
     ADD(":path", path);
@@ -863,7 +863,8 @@ static void test_concurrent_streams(void **state)
     for (size_t i = 0; i < u->n_resource_spans; i++)
         spans += u->resource_spans[i]->scope_spans[0]->n_spans;
     assert_int_equal(spans, 21);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u, NULL);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u,
+                                                                                            NULL);
     client_close(&t);
 }
 
@@ -891,11 +892,12 @@ static void test_compressed(void **state)
     for (int f = FEED_WHOLE; f <= FEED_BYTES; f++) {
         struct tclient t;
         client_open(&t, (enum feed)f);
-        struct result *a = submit(&t, TRACES_PATH, frame(gz.data, gz.len, 1), 0, "gzip", NULL, NULL);
+        struct result *a =
+            submit(&t, TRACES_PATH, frame(gz.data, gz.len, 1), 0, "gzip", NULL, NULL);
         struct result *b = submit(&t, TRACES_PATH, frame(z.data, z.len, 1), 0, "zstd", NULL, NULL);
         /* grpc-encoding set, this message not compressed: fine */
-        struct result *c = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, "gzip", NULL,
-                                  NULL);
+        struct result *c =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, "gzip", NULL, NULL);
         pump(&t);
         expect_ok(a);
         expect_ok(b);
@@ -914,7 +916,8 @@ static void test_compressed(void **state)
     gz.data[gz.len / 2] ^= 0xff;
     gz.data[gz.len - 5] ^= 0xff;
     struct result *bad = submit(&t, TRACES_PATH, frame(gz.data, gz.len, 1), 0, "gzip", NULL, NULL);
-    struct result *unk = submit(&t, TRACES_PATH, frame(gz.data, gz.len, 1), 0, "snappy", NULL, NULL);
+    struct result *unk =
+        submit(&t, TRACES_PATH, frame(gz.data, gz.len, 1), 0, "snappy", NULL, NULL);
     pump(&t);
     expect_status(bad, GRPC_STATUS_INTERNAL, "could not be decompressed");
     expect_status(unk, GRPC_STATUS_UNIMPLEMENTED, "grpc-encoding");
@@ -943,7 +946,7 @@ static void test_partial_success(void **state)
     assert_int_equal(resp->partial_success->rejected_spans, 2);
     assert_non_null(strstr(resp->partial_success->error_message, "span_id"));
     opentelemetry__proto__collector__trace__v1__export_trace_service_response__free_unpacked(resp,
-                                                                                            NULL);
+                                                                                             NULL);
     uint64_t items;
     struct bytes got = drain_batches(OTLP_TRACES, &items);
     assert_int_equal(items, 4);
@@ -951,7 +954,8 @@ static void test_partial_success(void **state)
         NULL, got.len, got.data);
     assert_non_null(u);
     assert_int_equal(u->n_resource_spans, 2);
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u, NULL);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u,
+                                                                                            NULL);
     client_close(&t);
 }
 
@@ -969,46 +973,47 @@ static void test_errors(void **state)
     memset(blob, '.', 2000);
     struct bytes big = pack(&traces_msg(1, 1, blob, 0)->base);
     uint8_t junk[] = {0x0a, 0x05, 0x0a, 0x03, 0xff, 0xff}; /* length past the end */
-    uint8_t oversize_hdr[5] = {0, 0, 0x10, 0, 1};           /* 1 MiB + 1 announced */
+    uint8_t oversize_hdr[5] = {0, 0, 0x10, 0, 1};          /* 1 MiB + 1 announced */
 
     for (int f = FEED_WHOLE; f <= FEED_BYTES; f++) {
         struct tclient t;
         client_open(&t, (enum feed)f);
-        struct result *unknown =
-            submit(&t, "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
-                   frame(msg.data, msg.len, 0), 0, NULL, NULL, NULL);
-        struct result *flag = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 1), 0, NULL, NULL,
-                                     NULL);
-        struct result *bad_flag = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 2), 0, NULL,
-                                         NULL, NULL);
-        struct result *malformed = submit(&t, TRACES_PATH, frame(junk, sizeof(junk), 0), 0, NULL,
-                                          NULL, NULL);
-        struct result *too_big = submit(&t, TRACES_PATH, frame(big.data, big.len, 0), 0, NULL,
-                                        NULL, NULL);
+        struct result *unknown = submit(
+            &t, "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+            frame(msg.data, msg.len, 0), 0, NULL, NULL, NULL);
+        struct result *flag =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 1), 0, NULL, NULL, NULL);
+        struct result *bad_flag =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 2), 0, NULL, NULL, NULL);
+        struct result *malformed =
+            submit(&t, TRACES_PATH, frame(junk, sizeof(junk), 0), 0, NULL, NULL, NULL);
+        struct result *too_big =
+            submit(&t, TRACES_PATH, frame(big.data, big.len, 0), 0, NULL, NULL, NULL);
         struct bytes hdr_only = {oversize_hdr, 5};
         struct result *announced = submit(&t, TRACES_PATH, hdr_only, 0, NULL, NULL, NULL);
-        struct result *two = submit(&t, TRACES_PATH,
-                                    concat(frame(msg.data, msg.len, 0), frame(msg.data, msg.len, 0)),
-                                    0, NULL, NULL, NULL);
+        struct result *two = submit(
+            &t, TRACES_PATH, concat(frame(msg.data, msg.len, 0), frame(msg.data, msg.len, 0)), 0,
+            NULL, NULL, NULL);
         struct bytes half = frame(msg.data, msg.len, 0);
         half.len -= 3;
         struct result *truncated = submit(&t, TRACES_PATH, half, 0, NULL, NULL, NULL);
         struct bytes none = {NULL, 0};
         struct result *empty = submit(&t, TRACES_PATH, none, 0, NULL, NULL, NULL);
-        struct result *ctype = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL,
-                                      "application/json");
+        struct result *ctype =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL, "application/json");
         struct result *grpc_json = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL,
                                           NULL, "application/grpc+json");
-        struct result *expired = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL,
-                                        "0n", NULL);
-        struct result *bad_timeout = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL,
-                                            "soon", NULL);
+        struct result *expired =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, "0n", NULL);
+        struct result *bad_timeout =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, "soon", NULL);
         struct result *ok = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL,
                                    "application/grpc+proto");
         pump(&t);
         expect_status(unknown, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         assert_int_equal(unknown->http_status, 200);
-        expect_status(flag, GRPC_STATUS_INTERNAL, "compressed message flag set without grpc-encoding");
+        expect_status(flag, GRPC_STATUS_INTERNAL,
+                      "compressed message flag set without grpc-encoding");
         expect_status(bad_flag, GRPC_STATUS_INTERNAL, "flags");
         expect_status(malformed, GRPC_STATUS_INVALID_ARGUMENT, "invalid OTLP protobuf");
         expect_status(too_big, GRPC_STATUS_RESOURCE_EXHAUSTED, "larger than max");
@@ -1112,7 +1117,8 @@ static void test_flow_control(void **state)
     struct result *a = submit(&t, TRACES_PATH, frame(fill.data, fill.len, 0), 0, NULL, NULL, NULL);
     pump(&t);
     expect_ok(a); /* the queue is now full (10 of 10) */
-    struct result *b = submit(&t, TRACES_PATH, frame(large.data, large.len, 0), 0, NULL, NULL, NULL);
+    struct result *b =
+        submit(&t, TRACES_PATH, frame(large.data, large.len, 0), 0, NULL, NULL, NULL);
     pump(&t);
     assert_false(b->closed);
     assert_true(grpc_conn_busy(&t.conn));
@@ -1199,8 +1205,8 @@ static void test_rst_mid_message(void **state)
     for (int f = FEED_WHOLE; f <= FEED_BYTES; f++) {
         struct tclient t;
         client_open(&t, (enum feed)f);
-        struct result *r = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 10, NULL, NULL,
-                                  NULL);
+        struct result *r =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 10, NULL, NULL, NULL);
         r->defer_at = msg.len / 2;
         pump(&t);
         assert_true(r->deferred);
@@ -1218,8 +1224,8 @@ static void test_rst_mid_message(void **state)
         assert_int_equal(t.conn.buffered_bytes, 0);
         assert_int_equal(t.conn.held_bytes, 0);
         assert_int_equal(grpc_conn_deadline_ns(&t.conn), 0);
-        struct result *ok = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL,
-                                   NULL);
+        struct result *ok =
+            submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL, NULL);
         pump(&t);
         expect_ok(ok);
         uint64_t items;
@@ -1242,8 +1248,8 @@ static void test_expire_and_close(void **state)
     client_open(&t, FEED_WHOLE);
     struct result *slow = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, "5S", NULL);
     slow->defer_at = 3;
-    struct result *slower = submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL,
-                                   NULL);
+    struct result *slower =
+        submit(&t, TRACES_PATH, frame(msg.data, msg.len, 0), 0, NULL, NULL, NULL);
     slower->defer_at = 7;
     pump(&t);
     uint64_t dl = grpc_conn_deadline_ns(&t.conn);
@@ -1456,7 +1462,8 @@ static void test_metrics_families(void **state)
     assert_null(strstr(fam + 1, "# TYPE otlp_spans_received_total"));
     assert_non_null(strstr(s, "\notlp_spans_received_total 0\n"));
     assert_non_null(strstr(s, "\notlp_spans_received_total{protocol=\"grpc\"} 3\n"));
-    assert_non_null(strstr(s, "otlp_receiver_errors_total{protocol=\"grpc\",reason=\"queue_full\"} 0"));
+    assert_non_null(
+        strstr(s, "otlp_receiver_errors_total{protocol=\"grpc\",reason=\"queue_full\"} 0"));
     assert_non_null(strstr(s, "otlp_receiver_errors_total{reason=\"queue_full\"} 0"));
     assert_non_null(strstr(s, "grpc_request_duration_seconds_count{method=\"opentelemetry.proto."
                               "collector.trace.v1.TraceService/Export\"} 1\n"));
@@ -1492,7 +1499,8 @@ static void test_resource_attributes(void **state)
         assert_string_equal(res->attributes[1]->key, "deployment.environment");
         assert_string_equal(res->attributes[1]->value->string_value, "prod");
     }
-    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u, NULL);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(u,
+                                                                                            NULL);
     client_close(&t);
 }
 

@@ -49,7 +49,10 @@ struct h {
     bool eof;
 };
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
 static uint32_t rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -192,8 +195,14 @@ static void h_free(struct h *h)
     free(h);
 }
 
-static const struct net_stats *st(struct h *h) { return net_stack_stats(h->s); }
-static uint64_t drops(struct h *h, enum net_drop_reason r) { return st(h)->drops[r]; }
+static const struct net_stats *st(struct h *h)
+{
+    return net_stack_stats(h->s);
+}
+static uint64_t drops(struct h *h, enum net_drop_reason r)
+{
+    return st(h)->drops[r];
+}
 
 /* ---- frame builders ---- */
 

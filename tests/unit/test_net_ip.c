@@ -305,12 +305,9 @@ static void test_create_checks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arp_request_reply),
-        cmocka_unit_test(test_arp_resolve),
-        cmocka_unit_test(test_icmp_echo),
-        cmocka_unit_test(test_ipv4_drops),
-        cmocka_unit_test(test_tx_alloc_failure),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_arp_request_reply), cmocka_unit_test(test_arp_resolve),
+        cmocka_unit_test(test_icmp_echo),         cmocka_unit_test(test_ipv4_drops),
+        cmocka_unit_test(test_tx_alloc_failure),  cmocka_unit_test(test_names),
         cmocka_unit_test(test_create_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

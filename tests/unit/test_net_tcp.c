@@ -17,10 +17,10 @@ static const uint8_t opts_ws[] = {2, 4, 0x05, 0xb4, 4, 2, 1, 1, 1, 3, 3, 7};
 static const uint8_t opts_mss[] = {2, 4, 0x05, 0xb4};
 
 struct peer {
-    uint32_t src;  /* 0: PEER_IP */
+    uint32_t src; /* 0: PEER_IP */
     uint16_t port;
-    uint32_t seq;  /* next sequence number we send */
-    uint32_t ack;  /* next sequence number expected from the stack */
+    uint32_t seq; /* next sequence number we send */
+    uint32_t ack; /* next sequence number expected from the stack */
     uint16_t wnd;
     bool no_ws;
 };
@@ -33,11 +33,16 @@ static void fill_pattern(void)
         pattern[i] = (uint8_t)('a' + (i * 7 + i / 26) % 26);
 }
 
-static void p_raw(struct h *h, struct peer *p, uint32_t seq, uint8_t flags, const void *d,
-                  size_t n)
+static void p_raw(struct h *h, struct peer *p, uint32_t seq, uint8_t flags, const void *d, size_t n)
 {
-    h_seg(h, &(struct seg){.src = p->src, .sport = p->port, .seq = seq, .ack = p->ack,
-                           .flags = flags, .wnd = p->wnd, .data = d, .len = n});
+    h_seg(h, &(struct seg){.src = p->src,
+                           .sport = p->port,
+                           .seq = seq,
+                           .ack = p->ack,
+                           .flags = flags,
+                           .wnd = p->wnd,
+                           .data = d,
+                           .len = n});
 }
 
 /* Send in sequence (ACK set) and advance the peer's seq. */
@@ -50,8 +55,12 @@ static void p_send(struct h *h, struct peer *p, uint8_t flags, const void *d, si
 static struct tx_tcp p_syn(struct h *h, struct peer *p)
 {
     unsigned before = h->n_tx;
-    h_seg(h, &(struct seg){.src = p->src, .sport = p->port, .seq = p->seq, .flags = F_SYN,
-                           .wnd = 65535, .opt = p->no_ws ? opts_mss : opts_ws,
+    h_seg(h, &(struct seg){.src = p->src,
+                           .sport = p->port,
+                           .seq = p->seq,
+                           .flags = F_SYN,
+                           .wnd = 65535,
+                           .opt = p->no_ws ? opts_mss : opts_ws,
                            .optlen = p->no_ws ? sizeof(opts_mss) : sizeof(opts_ws)});
     assert_int_equal(h->n_tx, before + 1);
     struct tx_tcp t = tx_last(h);
@@ -79,7 +88,10 @@ static struct net_tcp_conn *p_connect(struct h *h, struct peer *p)
     return h->conn;
 }
 
-static struct peer peer_at(uint16_t port) { return (struct peer){.port = port, .seq = 1000}; }
+static struct peer peer_at(uint16_t port)
+{
+    return (struct peer){.port = port, .seq = 1000};
+}
 
 /* ---- handshake ---- */
 
@@ -184,8 +196,9 @@ static void test_no_listener_and_checksum(void **state)
     assert_int_equal(drops(h, NET_DROP_TCP_NO_LISTENER), 1);
 
     uint8_t f[256];
-    size_t n = build_tcp(f, &(struct seg){.sport = 5555, .seq = 77, .flags = F_SYN, .wnd = 100,
-                                           .data = "xy", .len = 2});
+    size_t n = build_tcp(
+        f, &(struct seg){
+               .sport = 5555, .seq = 77, .flags = F_SYN, .wnd = 100, .data = "xy", .len = 2});
     f[n - 1] ^= 0x10;
     unsigned before = h->n_tx;
     h_input(h, f, n);
@@ -573,7 +586,7 @@ static void test_peer_closes_first(void **state)
     assert_int_equal(t.ack, p.seq); /* FIN acked at once */
     assert_int_equal(net_tcp_conn_state(c), NET_TCP_CLOSE_WAIT);
     assert_int_equal(net_tcp_send(c, "bye", 3), 0); /* CLOSE_WAIT still sends */
-    net_tcp_close(c);                                /* LAST_ACK */
+    net_tcp_close(c);                               /* LAST_ACK */
     t = tx_last(h);
     assert_int_equal(t.flags, F_ACK | F_FIN);
     assert_int_equal(t.seq, p.ack + 3);
@@ -780,8 +793,11 @@ static void test_syn_flood(void **state)
     h->cfg.max_conns = 16;
     h_new_cfg(h);
     for (unsigned i = 0; i < 160; i++) {
-        h_seg(h, &(struct seg){.src = 0x0a000000u + i + 1, .sport = (uint16_t)(1024 + i),
-                               .seq = i * 1000003u, .flags = F_SYN, .wnd = 1000});
+        h_seg(h, &(struct seg){.src = 0x0a000000u + i + 1,
+                               .sport = (uint16_t)(1024 + i),
+                               .seq = i * 1000003u,
+                               .flags = F_SYN,
+                               .wnd = 1000});
         if (h->n_tx == MAX_TX)
             h->n_tx = 0;
     }
