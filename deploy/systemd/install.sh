@@ -123,6 +123,11 @@ cat >"$envtmp" <<'EOF'
 # Any key can be overridden (docs/configuration.md), e.g. credentials:
 #OTLP__EXPORTER__HEADERS__X_API_KEY=...
 #OTLP__DATAPLANE__CORES=2-7
+# DPDK nodes (with the dpdk.conf drop-in), e.g.:
+#OTLP__DATAPLANE__MODE=dpdk
+#OTLP__DATAPLANE__DPDK__EAL_ARGS=-a 0000:3b:00.0
+#OTLP__DATAPLANE__DPDK__IP=198.18.0.10
+#OTLP__DATAPLANE__DPDK__GATEWAY=198.18.0.1
 EOF
 install_file "$envtmp" "$etc/otlp-service.env" 0640 keep
 if [[ -z "$root" && -e "$etc/otlp-service.env" ]] && getent group "$user" >/dev/null; then
@@ -134,7 +139,7 @@ if [[ -z "$root" && -e "$etc/otlp-service.env" ]] && getent group "$user" >/dev/
 elif [[ -z "$root" ]] && ((dry)); then
     say "would run: chgrp $user $etc/otlp-service.env"
 fi
-for doc in operations.md configuration.md deploy-notes.md; do
+for doc in operations.md configuration.md deployment.md; do
     [[ -f "$repo/docs/$doc" ]] && install_file "$repo/docs/$doc" "$doc_dst/$doc" 0644
 done
 

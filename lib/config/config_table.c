@@ -264,7 +264,7 @@ static const struct config_key dataplane_keys[] = {
              "Packet I/O: kernel sockets (epoll, runs anywhere) or DPDK (dedicated NICs)."),
     KEY_U32(dataplane_config, workers, "0", 0, 128,
             "Worker threads (socket) or worker lcores, one rx/tx queue pair each (dpdk); 0 "
-            "means one per online CPU (dpdk: one less, the main lcore keeps one)."),
+            "means one per CPU in the affinity mask (dpdk: one less, the main lcore keeps one)."),
     KEY_STR(dataplane_config, cores, "", 0, check_cores, "core list, e.g. `0-3,6`",
             "CPU cores to pin workers to, as a list of ids and ranges; empty means no "
             "pinning."),

@@ -30,6 +30,9 @@ def _fallback_build(path: Path) -> list[dict]:
     for r in k.get("resources", []):
         p = (path / r).resolve()
         docs += _fallback_build(p) if p.is_dir() else dl.load_yaml_docs(p)
+    for g in k.get("configMapGenerator", []):
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]},
+                     "data": {Path(f).name: (path / f).read_text() for f in g.get("files", [])}})
     if k.get("namespace"):
         for d in docs:
             if d["kind"] != "Namespace":
@@ -342,6 +345,10 @@ def test_dpdk_pods():
     assert cni["type"] == "sriov" and cni["name"] == net
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["OTLP__DATAPLANE__MODE"] == "dpdk"
+    assert c["command"] == ["/bin/sh", "/app/bin/dpdk-entrypoint.sh"]
+    pod_vols = [v for v in spec["volumes"] if "downwardAPI" in v]
+    assert any(i["fieldRef"]["fieldPath"] == "metadata.annotations"
+               for v in pod_vols for i in v["downwardAPI"]["items"])
     ns = by_kind(docs, "Namespace")[0]
     assert ns["metadata"]["name"] == "otlp-gateway-dpdk"
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
@@ -364,13 +371,37 @@ def test_configmap_is_production_yaml():
         "deploy/k8s/base/configmap.yaml differs from config/production.yaml"
 
 
+def network_status(pod_annotations: dict, ip: str, pci: str, style: str = "indent") -> str:
+    """The downward-API annotations file of a DPDK pod as Multus would leave
+    it: the pod's own annotations plus network-status with the default
+    network and the SR-IOV one."""
+    ns = "otlp-gateway-dpdk"
+    status = [
+        {"name": "cbr0", "interface": "eth0", "ips": ["10.244.1.5"], "mac": "0a:58:0a:f4:01:05",
+         "default": True, "dns": {}},
+        {"name": f"{ns}/{pod_annotations['k8s.v1.cni.cncf.io/networks']}", "interface": "net1",
+         "ips": [ip], "dns": {},
+         "device-info": {"type": "pci", "version": "1.1.0", "pci": {"pci-address": pci}}},
+    ]
+    anns = dict(pod_annotations)
+    if style == "indent":  # Go json.MarshalIndent(..., "", "    ")
+        text = json.dumps(status, indent=4)
+    else:  # "[{ ... },{ ... }]", as older Multus versions and its docs show it
+        text = "[" + ",".join(json.dumps(x, indent=4) for x in status) + "]"
+    anns["k8s.v1.cni.cncf.io/network-status"] = text
+    # kubelet writes key="value" lines with the value quoted like Go's %q.
+    return "".join(f"{k}={json.dumps(v)}\n" for k, v in sorted(anns.items()))
+
+
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_pod_environment_validates(tmp_path, service_bin, name):
     """The ConfigMap's config with each pod's environment (OTLP__ overrides
-    included) passes `otlp-service validate`: the binary itself accepts every
-    override name and value the manifests set."""
+    included; for DPDK pods, what the entrypoint derives from the pod's
+    network-status, VF and cpuset) passes `otlp-service validate`: the binary
+    itself accepts every override name and value the manifests set."""
     docs = rendered(name)
-    cm = by_kind(docs, "ConfigMap")[0]
+    cms = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
+    cm = cms["otlp-service-config"]
     cfg = tmp_path / "config.yaml"
     cfg.write_text(cm["data"]["config.yaml"])
     for w in workloads(docs):
@@ -383,6 +414,53 @@ def test_pod_environment_validates(tmp_path, service_bin, name):
                 ref = e["valueFrom"]["resourceFieldRef"]
                 assert ref["resource"] in ("limits.cpu", "requests.cpu")
                 env[e["name"]] = str(c["resources"][ref["resource"].split(".")[0]]["cpu"])
-        r = subprocess.run([str(service_bin), "validate", "--config", str(cfg)],
-                           capture_output=True, text=True, env=env)
+        cmd = [str(service_bin), "validate", "--config", str(cfg)]
+        if c.get("command"):
+            # The DPDK entrypoint, from its ConfigMap, with what Kubernetes
+            # would hand the pod.
+            assert c["command"][:2] == ["/bin/sh", "/app/bin/dpdk-entrypoint.sh"]
+            vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+            mount = [m for m in c["volumeMounts"] if m["mountPath"] == "/app/bin"][0]
+            script = cms[vols[mount["name"]]["configMap"]["name"]]["data"]["dpdk-entrypoint.sh"]
+            (tmp_path / "entrypoint.sh").write_text(script)
+            podinfo = tmp_path / "podinfo"
+            podinfo.mkdir(exist_ok=True)
+            (podinfo / "annotations").write_text(network_status(
+                w["spec"]["template"]["metadata"]["annotations"], "198.18.0.10", "0000:3b:02.1"))
+            env.update(OTLP_PODINFO=str(podinfo), OTLP_SERVICE=str(service_bin),
+                       PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE="0000:3b:02.1")
+            cmd = ["/bin/sh", str(tmp_path / "entrypoint.sh")] + cmd[1:]
+            probe = subprocess.run(["/bin/sh", str(tmp_path / "entrypoint.sh")], capture_output=True,
+                                   text=True, env=dict(env, OTLP_SERVICE="/usr/bin/env"))
+            assert probe.returncode == 0, probe.stderr
+            derived = dict(l.split("=", 1) for l in probe.stdout.splitlines() if l.startswith("OTLP__"))
+            assert derived["OTLP__DATAPLANE__DPDK__IP"] == "198.18.0.10"
+            assert derived["OTLP__DATAPLANE__DPDK__EAL_ARGS"].startswith("-a 0000:3b:02.1 ")
+            assert derived.get("OTLP__DATAPLANE__CORES")
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert r.returncode == 0, f"{w['metadata']['name']}: {r.stderr}"
+
+
+@pytest.mark.parametrize("style", ["indent", "compact"])
+def test_dpdk_entrypoint_finds_the_sriov_address(tmp_path, style):
+    script = K8S / "overlays" / "dpdk" / "dpdk-entrypoint.sh"
+    (tmp_path / "annotations").write_text(network_status(
+        {"k8s.v1.cni.cncf.io/networks": "otlp-sriov", "prometheus.io/port": "8080"},
+        "198.18.0.77", "0000:af:00.3", style))
+    r = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "OTLP_PODINFO": str(tmp_path),
+                            "OTLP_SERVICE": "/usr/bin/env",
+                            "PCIDEVICE_INTEL_COM_SRIOV_NETDEVICE": "0000:af:00.3,0000:af:00.4"})
+    assert r.returncode == 0, r.stderr
+    env = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+    assert env["OTLP__DATAPLANE__DPDK__IP"] == "198.18.0.77"  # not eth0's 10.244.1.5
+    assert env["OTLP__DATAPLANE__DPDK__EAL_ARGS"] == "-a 0000:af:00.3 --huge-dir /dev/hugepages"
+
+
+def test_dpdk_entrypoint_refuses_without_network(tmp_path):
+    script = K8S / "overlays" / "dpdk" / "dpdk-entrypoint.sh"
+    (tmp_path / "annotations").write_text('k8s.v1.cni.cncf.io/networks="otlp-sriov"\n')
+    r = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "OTLP_PODINFO": str(tmp_path),
+                            "OTLP_SERVICE": "/bin/true"})
+    assert r.returncode == 2 and "no address for network otlp-sriov" in r.stderr

@@ -55,7 +55,7 @@ REQUIRED = {"OtlpHighErrorRate", "OtlpHighLatency", "OtlpSpansDropped", "OtlpMem
 def doc_anchors() -> set[str]:
     """GitHub-style anchors of the headings in the operations docs."""
     anchors = set()
-    for name in ("operations.md", "deploy-notes.md"):
+    for name in ("operations.md", "deployment.md"):
         p = dl.ROOT / "docs" / name
         if not p.exists():
             continue
