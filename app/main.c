@@ -4,6 +4,7 @@
  * plane -> workers; stop order is the reverse, draining on the way. */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "base/base.h"
 #include "config/config.h"
 #include "export/export.h"
+#include "grpc/grpc_receiver.h"
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -24,6 +26,7 @@
 #include "pipeline/pipeline.h"
 #include "receiver/receiver.h"
 #include "sock/sock.h"
+#include "dpdk/dpdk_server.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -176,15 +179,17 @@ static int run(const char *path)
     if (log_level_parse(cfg.service.log_level, &lvl) == 0)
         log_set_level(lvl);
 
-    if (cfg.dataplane.mode == DATAPLANE_DPDK) {
-        log_error("dataplane.mode dpdk is not available in this build", "");
-        config_free(&cfg);
-        return 2;
-    }
+    bool dpdk = cfg.dataplane.mode == DATAPLANE_DPDK;
     unsigned n_workers = cfg.dataplane.workers;
     if (n_workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        /* One per CPU this process may run on (cpuset of the container or
+         * the systemd CPUAffinity=), not every CPU of the machine. */
+        cpu_set_t set;
+        long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                               : sysconf(_SC_NPROCESSORS_ONLN);
         n_workers = n > 0 ? (unsigned)n : 1;
+        if (dpdk && n_workers > 1)
+            n_workers--; /* dpdk: the main lcore keeps one CPU */
     }
     if (n_workers > CONFIG_MAX_CORES)
         n_workers = CONFIG_MAX_CORES;
@@ -198,15 +203,17 @@ static int run(const char *path)
     struct obs_registry *reg = NULL;
     struct pipeline *pipe = NULL;
     struct receiver *recv = NULL;
+    struct grpc_receiver *grecv = NULL; /* NULL when receiver.grpc_port is 0 */
     struct export_runner *exp = NULL;
     struct control_server *ctl = NULL;
     struct sock_server *srv = NULL;
+    struct dpdk_server *dsrv = NULL; /* dataplane.mode: dpdk, instead of srv */
     unsigned shard_export = n_workers, shard_control = n_workers + 1;
     rc = 1;
 
     char info_label[160];
-    snprintf(info_label, sizeof(info_label), "version=\"%s\",mode=\"socket\",workers=\"%u\"",
-             OTLP_SERVICE_VERSION, n_workers);
+    snprintf(info_label, sizeof(info_label), "version=\"%s\",mode=\"%s\",workers=\"%u\"",
+             OTLP_SERVICE_VERSION, config_dataplane_mode_name(cfg.dataplane.mode), n_workers);
     if (obs_registry_create(n_workers + 2, 8192, &reg) < 0 ||
         obs_register_process_metrics(reg) < 0 ||
         obs_gauge_func_register(reg, "otlp_build_info", "Build and run-time facts", info_label,
@@ -231,12 +238,18 @@ static int run(const char *path)
         log_error("cannot create receiver", "error=%s", strerror(-rc));
         goto fail;
     }
+    if (cfg.receiver.grpc_port != 0 &&
+        (rc = grpc_receiver_create(&cfg, pipe, reg, n_workers, &grecv)) < 0) {
+        log_error("cannot create grpc receiver", "error=%s", strerror(-rc));
+        goto fail;
+    }
     if ((rc = export_runner_create(&cfg, pipe, reg, shard_export, &exp)) < 0) {
         log_error("cannot create exporter", "error=%s", strerror(-rc));
         goto fail;
     }
     if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
-        (rc = sock_server_create(&cfg, recv, pipe, reg, n_workers, &srv)) < 0) {
+        (rc = dpdk ? dpdk_server_create(&cfg, recv, pipe, reg, n_workers, &dsrv)
+                   : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0) {
         log_error("cannot create servers", "error=%s", strerror(-rc));
         goto fail;
     }
@@ -244,7 +257,7 @@ static int run(const char *path)
     health_set(HEALTH_EXPORTER, true, "");
     health_set(HEALTH_PIPELINE, true, "");
     if ((rc = control_server_start(ctl)) < 0 || (rc = export_runner_start(exp)) < 0 ||
-        (rc = sock_server_start(srv)) < 0)
+        (rc = dpdk ? dpdk_server_start(dsrv) : sock_server_start(srv)) < 0)
         goto fail;
     health_set(HEALTH_RECEIVER, true, "");
     health_set_started();
@@ -264,7 +277,10 @@ static int run(const char *path)
     log_info("stopping", "deadline_ms=%u", cfg.service.shutdown_timeout_ms);
     health_set_stopping();
     receiver_set_draining(recv, true);
+    if (grecv != NULL)
+        grpc_receiver_set_draining(grecv, true);
     sock_server_stop(srv, base_now_ms() + cfg.service.shutdown_timeout_ms / 2);
+    dpdk_server_stop(dsrv, base_now_ms() + cfg.service.shutdown_timeout_ms / 2);
     export_runner_stop(exp, deadline);
     rc = 0;
     log_info("stopped", "");
@@ -274,8 +290,10 @@ fail:
 out:
     sock_server_destroy(srv);
     control_server_destroy(ctl);
+    dpdk_server_destroy(dsrv); /* after the control plane: its metric functions read it */
     export_runner_destroy(exp);
     receiver_destroy(recv);
+    grpc_receiver_destroy(grecv);
     pipeline_destroy(pipe);
     obs_registry_destroy(reg);
     config_free(&cfg);

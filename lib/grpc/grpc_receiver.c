@@ -500,11 +500,19 @@ static void count_request(struct grpc_conn *c, struct grpc_stream *s, int status
     obs_histogram_observe(gr->reg, w, gr->m_duration + s->method, secs);
 }
 
-/* A header field; nghttp2 copies the value, the name is a literal. */
-#define NV(n, v)                                                                                   \
-    {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME     \
-    }
+/* A header field: `name` is a literal (not copied), nghttp2 copies `value`. */
+static nghttp2_nv nv(const char *name, const char *value)
+{
+    nghttp2_nv h = {(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+                    NGHTTP2_NV_FLAG_NO_COPY_NAME};
+    return h;
+}
+
+/* Submitting failed (out of memory): the client must not wait forever. */
+static void submit_failed(struct grpc_conn *c, struct grpc_stream *s)
+{
+    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+}
 
 /*
  * Answer with an error in a Trailers-Only response (one HEADERS frame with
@@ -531,26 +539,20 @@ static void respond_error(struct grpc_conn *c, struct grpc_stream *s, enum grpc_
     else
         snprintf(raw, sizeof(raw), "%s", err_message[e]);
     grpc_percent_encode(raw, msg, sizeof(msg));
-    nghttp2_nv nva[7] = {
-        NV(":status", http_str),
-        NV("content-type", "application/grpc"),
-        NV("grpc-status", status_str),
-        NV("grpc-message", msg),
-    };
-    size_t n = 4;
-    if (gr->details[e] != NULL) {
-        nghttp2_nv d = NV("grpc-status-details-bin", gr->details[e]);
-        nva[n++] = d;
-    }
-    if (e == GRPC_ERR_ENCODING) {
-        nghttp2_nv a = NV("grpc-accept-encoding", "identity,gzip,deflate,zstd");
-        nva[n++] = a;
-    }
-    if (err_http[e] == 405) {
-        nghttp2_nv a = NV("allow", "POST");
-        nva[n++] = a;
-    }
-    nghttp2_submit_response(c->session, s->id, nva, n, NULL);
+    nghttp2_nv nva[7];
+    size_t n = 0;
+    nva[n++] = nv(":status", http_str);
+    nva[n++] = nv("content-type", "application/grpc");
+    nva[n++] = nv("grpc-status", status_str);
+    nva[n++] = nv("grpc-message", msg);
+    if (gr->details[e] != NULL)
+        nva[n++] = nv("grpc-status-details-bin", gr->details[e]);
+    if (e == GRPC_ERR_ENCODING)
+        nva[n++] = nv("grpc-accept-encoding", "identity,gzip,deflate,zstd");
+    if (err_http[e] == 405)
+        nva[n++] = nv("allow", "POST");
+    if (nghttp2_submit_response(c->session, s->id, nva, n, NULL) != 0)
+        submit_failed(c, s);
     s->rst_after_response = true; /* decided in on_frame_send() */
     count_request(c, s, code);
     log_debug("grpc request refused", "status=%d reason=%s msg=%s", code, err_reason[e], raw);
@@ -569,8 +571,8 @@ static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
     if (s->resp_off == s->resp_len) {
         /* Trailers end the stream (PROTOCOL-HTTP2.md: Response). */
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        nghttp2_nv tr[] = {NV("grpc-status", "0")};
-        if (nghttp2_submit_trailer(session, stream_id, tr, ARRAY_SIZE(tr)) != 0)
+        nghttp2_nv tr = nv("grpc-status", "0");
+        if (nghttp2_submit_trailer(session, stream_id, &tr, 1) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     return (ssize_t)n;
@@ -597,13 +599,13 @@ static void respond_ok(struct grpc_conn *c, struct grpc_stream *s, enum otlp_sig
     memcpy(s->resp + GRPC_FRAME_HDR, gw->resp.data, len);
     s->resp_len = (uint16_t)(GRPC_FRAME_HDR + len);
     s->resp_off = 0;
-    nghttp2_nv nva[] = {
-        NV(":status", "200"),
-        NV("content-type", "application/grpc"),
-        NV("grpc-accept-encoding", "identity,gzip,deflate,zstd"),
-    };
+    nghttp2_nv nva[3];
+    nva[0] = nv(":status", "200");
+    nva[1] = nv("content-type", "application/grpc");
+    nva[2] = nv("grpc-accept-encoding", "identity,gzip,deflate,zstd");
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = resp_read};
-    nghttp2_submit_response(c->session, s->id, nva, ARRAY_SIZE(nva), &prd);
+    if (nghttp2_submit_response(c->session, s->id, nva, ARRAY_SIZE(nva), &prd) != 0)
+        submit_failed(c, s);
     count_request(c, s, GRPC_STATUS_OK);
 }
 
@@ -624,10 +626,14 @@ static void handle_message(struct grpc_conn *c, struct grpc_stream *s)
     if (s->compressed) {
         int rc = compress_inflate(gw->cz, (enum compress_codec)s->codec, body, body_len,
                                   &gw->inflated, (size_t)gr->inflate_limit);
-        if (rc == -EMSGSIZE)
-            return respond_error(c, s, GRPC_ERR_BOMB, NULL);
-        if (rc < 0)
-            return respond_error(c, s, GRPC_ERR_DECOMPRESS, compress_error_message(rc));
+        if (rc == -EMSGSIZE) {
+            respond_error(c, s, GRPC_ERR_BOMB, NULL);
+            return;
+        }
+        if (rc < 0) {
+            respond_error(c, s, GRPC_ERR_DECOMPRESS, compress_error_message(rc));
+            return;
+        }
         body = gw->inflated.data;
         body_len = gw->inflated.len;
     }
@@ -635,44 +641,26 @@ static void handle_message(struct grpc_conn *c, struct grpc_stream *s)
     /* 2. validate in place and count */
     struct otlp_scan_result res;
     int rc = otlp_scan(sig, body, body_len, &gr->limits, &res);
-    if (rc < 0)
-        return respond_error(c, s, GRPC_ERR_PROTOBUF,
-                             res.error[0] ? res.error : otlp_scan_message(rc));
+    if (rc < 0) {
+        respond_error(c, s, GRPC_ERR_PROTOBUF, res.error[0] ? res.error : otlp_scan_message(rc));
+        return;
+    }
     obs_counter_add(gr->reg, gw->w, gr->m_received + sig, res.items + res.rejected_items);
     if (res.rejected_items > 0)
         obs_counter_add(gr->reg, gw->w, gr->m_rejected + sig, res.rejected_items);
 
     /* 3. admit and batch */
-    if (res.items > 0 || res.resources > res.rejected_resources) {
-        if (pipeline_admit(gr->pipeline, gw->w, res.items) < 0) {
-            obs_counter_add(gr->reg, gw->w, gr->m_refused + sig, res.items);
-            return respond_error(c, s, GRPC_ERR_QUEUE_FULL, NULL);
-        }
-        struct batch *b = pipeline_open_batch(gr->pipeline, gw->w, sig);
-        if (b != NULL && b->body.len > 0 &&
-            b->body.len + body_len > gr->cfg->batch.max_batch_bytes) {
-            pipeline_flush(gr->pipeline, gw->w, sig);
-            b = pipeline_open_batch(gr->pipeline, gw->w, sig);
-        }
-        if (b == NULL) {
-            obs_counter_add(gr->reg, gw->w, gr->m_refused + sig, res.items);
-            return respond_error(c, s, GRPC_ERR_POOL, NULL);
-        }
-        rc = otlp_batch_append(&b->body, body, body_len, &res, &gr->attrs);
-        if (rc == -EMSGSIZE && b->body.len > 0) {
-            pipeline_flush(gr->pipeline, gw->w, sig);
-            b = pipeline_open_batch(gr->pipeline, gw->w, sig);
-            rc = b == NULL ? -ENOBUFS
-                           : otlp_batch_append(&b->body, body, body_len, &res, &gr->attrs);
-        }
-        if (rc < 0) {
-            obs_counter_add(gr->reg, gw->w, gr->m_refused + sig, res.items);
-            return respond_error(c, s, rc == -EMSGSIZE ? GRPC_ERR_BATCH_TOO_LARGE : GRPC_ERR_POOL,
-                                 NULL);
-        }
-        pipeline_commit(gr->pipeline, gw->w, sig, res.items);
-        obs_counter_add(gr->reg, gw->w, gr->m_accepted + sig, res.items);
+    rc = pipeline_ingest(gr->pipeline, gw->w, sig, body, body_len, &res, &gr->attrs);
+    if (rc < 0) {
+        obs_counter_add(gr->reg, gw->w, gr->m_refused + sig, res.items);
+        respond_error(c, s,
+                      rc == -ENOBUFS    ? GRPC_ERR_QUEUE_FULL
+                      : rc == -EMSGSIZE ? GRPC_ERR_BATCH_TOO_LARGE
+                                        : GRPC_ERR_POOL,
+                      NULL);
+        return;
     }
+    obs_counter_add(gr->reg, gw->w, gr->m_accepted + sig, res.items);
 
     /* 4. acknowledge */
     respond_ok(c, s, sig, res.rejected_items, res.rejected_items > 0 ? res.error : NULL);
@@ -683,12 +671,18 @@ static void request_complete(struct grpc_conn *c, struct grpc_stream *s)
 {
     if (s->state != ST_BODY)
         return;
-    if (s->in_msg || s->hdr_got > 0)
-        return respond_error(c, s, GRPC_ERR_NO_MESSAGE, "message truncated");
-    if (s->n_msgs == 0)
-        return respond_error(c, s, GRPC_ERR_NO_MESSAGE, NULL);
-    if (s->deadline_ns != 0 && base_now_ns() >= s->deadline_ns)
-        return respond_error(c, s, GRPC_ERR_DEADLINE, NULL);
+    if (s->in_msg || s->hdr_got > 0) {
+        respond_error(c, s, GRPC_ERR_NO_MESSAGE, "message truncated");
+        return;
+    }
+    if (s->n_msgs == 0) {
+        respond_error(c, s, GRPC_ERR_NO_MESSAGE, NULL);
+        return;
+    }
+    if (s->deadline_ns != 0 && base_now_ns() >= s->deadline_ns) {
+        respond_error(c, s, GRPC_ERR_DEADLINE, NULL);
+        return;
+    }
     handle_message(c, s);
 }
 
@@ -709,8 +703,10 @@ static void head_complete(struct grpc_conn *c, struct grpc_stream *s)
         else if (s->deadline_ns != 0 && s->deadline_ns <= s->start_ns)
             s->head_err = GRPC_ERR_DEADLINE;
     }
-    if (s->head_err >= 0)
-        return respond_error(c, s, (enum grpc_err)s->head_err, NULL);
+    if (s->head_err >= 0) {
+        respond_error(c, s, (enum grpc_err)s->head_err, NULL);
+        return;
+    }
     s->state = ST_BODY;
 }
 
@@ -831,18 +827,25 @@ static void stream_data(struct grpc_conn *c, struct grpc_stream *s, const uint8_
             uint8_t flag = s->hdr[0];
             uint32_t mlen = (uint32_t)s->hdr[1] << 24 | (uint32_t)s->hdr[2] << 16 |
                             (uint32_t)s->hdr[3] << 8 | s->hdr[4];
-            if (s->n_msgs > 0)
-                return respond_error(c, s, GRPC_ERR_EXTRA_MESSAGE, NULL);
-            if (flag & ~GRPC_FLAG_COMPRESSED)
-                return respond_error(c, s, GRPC_ERR_BAD_FLAG, NULL);
+            if (s->n_msgs > 0) {
+                respond_error(c, s, GRPC_ERR_EXTRA_MESSAGE, NULL);
+                return;
+            }
+            if (flag & ~GRPC_FLAG_COMPRESSED) {
+                respond_error(c, s, GRPC_ERR_BAD_FLAG, NULL);
+                return;
+            }
             /* PROTOCOL-HTTP2.md: a compressed flag without grpc-encoding
              * is INTERNAL. */
-            if ((flag & GRPC_FLAG_COMPRESSED) && s->codec == COMPRESS_NONE)
-                return respond_error(c, s, GRPC_ERR_COMPRESSED_FLAG, NULL);
+            if ((flag & GRPC_FLAG_COMPRESSED) && s->codec == COMPRESS_NONE) {
+                respond_error(c, s, GRPC_ERR_COMPRESSED_FLAG, NULL);
+                return;
+            }
             if (mlen > gr->msg_limit) {
                 char d[64];
                 snprintf(d, sizeof(d), "%u vs. %u bytes", mlen, gr->msg_limit);
-                return respond_error(c, s, GRPC_ERR_TOO_LARGE, d);
+                respond_error(c, s, GRPC_ERR_TOO_LARGE, d);
+                return;
             }
             s->compressed = (flag & GRPC_FLAG_COMPRESSED) != 0;
             s->msg_len = mlen;
@@ -850,8 +853,10 @@ static void stream_data(struct grpc_conn *c, struct grpc_stream *s, const uint8_
         }
         size_t n = BASE_MIN(len, (size_t)(s->msg_len - s->msg.len));
         if (n > 0) {
-            if (buf_append(&s->msg, data, n) < 0)
-                return respond_error(c, s, GRPC_ERR_NO_MEMORY, NULL);
+            if (buf_append(&s->msg, data, n) < 0) {
+                respond_error(c, s, GRPC_ERR_NO_MEMORY, NULL);
+                return;
+            }
             c->buffered_bytes += n;
             data += n;
             len -= n;

@@ -178,7 +178,7 @@ static inline bool grpc_conn_stalled(const struct grpc_conn *c)
  * flight, or a fatal error): close once `out` is written. */
 bool grpc_conn_want_close(const struct grpc_conn *c);
 
-/* Monotonic ns at which the oldest request in progress expires
+/* Monotonic ns at which the earliest request in progress expires
  * (receiver.request_timeout_ms after its HEADERS, or its grpc-timeout when
  * sooner); 0 when no request is in progress. */
 uint64_t grpc_conn_deadline_ns(const struct grpc_conn *c);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "otlp/otlp_batch.h"
+#include "otlp/otlp_scan.h"
 #include "pipeline/ring.h"
 
 _Static_assert(ENOBUFS == 105, "ring.h hard-codes -ENOBUFS");
@@ -188,6 +190,31 @@ struct batch *pipeline_batch_for(struct pipeline *p, unsigned w, enum otlp_signa
         (b->items + items > p->max_batch_items || b->body.len + bytes > p->max_batch_bytes))
         pipeline_flush(p, w, sig);
     return pipeline_open_batch(p, w, sig);
+}
+
+int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
+                    size_t len, const struct otlp_scan_result *res, const struct otlp_attrs *attrs)
+{
+    if (res->resources == 0) /* any accepted entry, with or without items */
+        return 0;
+    if (pipeline_admit(p, w, res->items) < 0)
+        return -ENOBUFS;
+    struct batch *b = pipeline_batch_for(p, w, sig, res->items, len);
+    if (b == NULL)
+        return -EAGAIN;
+    int rc = otlp_batch_append(&b->body, req, len, res, attrs);
+    if (rc == -EMSGSIZE && b->body.len > 0) {
+        /* Splicing made it larger than estimated: retry in an empty batch. */
+        pipeline_flush(p, w, sig);
+        b = pipeline_open_batch(p, w, sig);
+        if (b == NULL)
+            return -EAGAIN;
+        rc = otlp_batch_append(&b->body, req, len, res, attrs);
+    }
+    if (rc < 0)
+        return rc == -EMSGSIZE ? -EMSGSIZE : -EAGAIN;
+    pipeline_commit(p, w, sig, res->items);
+    return 0;
 }
 
 void pipeline_commit(struct pipeline *p, unsigned w, enum otlp_signal sig, uint64_t items)

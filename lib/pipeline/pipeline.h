@@ -57,6 +57,21 @@ struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_sign
 struct batch *pipeline_batch_for(struct pipeline *p, unsigned w, enum otlp_signal sig,
                                  uint64_t items, size_t bytes);
 
+struct otlp_scan_result;
+struct otlp_attrs;
+
+/*
+ * The whole worker-side hand-off of one validated request, shared by every
+ * receiver (OTLP/HTTP, OTLP/gRPC): admit its items against the queue
+ * budget, find a batch with room, copy the accepted top-level entries in
+ * (splicing `attrs` into each Resource), commit. Nothing is changed on
+ * failure. Returns 0 (also when no entry was accepted: nothing to batch);
+ * -ENOBUFS the queue budget is used up (-> 429); -EAGAIN no free batch
+ * (-> 503); -EMSGSIZE the request does not fit even an empty batch (-> 413).
+ */
+int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
+                    size_t len, const struct otlp_scan_result *res, const struct otlp_attrs *attrs);
+
 /* Account `items` from one request appended to the open batch; flushes it to
  * the exporter ring when it reached max_export_batch_size or max_batch_bytes. */
 void pipeline_commit(struct pipeline *p, unsigned w, enum otlp_signal sig, uint64_t items);

@@ -503,32 +503,15 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
         obs_counter_add(r->reg, rw->w, r->m_rejected + sig, res.rejected_items);
 
     /* 4. admit and batch */
-    if (res.resources > 0) { /* any accepted entry, with or without items */
-        if (pipeline_admit(r->pipeline, rw->w, res.items) < 0) {
-            obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
-            return respond_receiver_error(c, out, path, RECEIVER_ERR_QUEUE_FULL, NULL, json, true);
-        }
-        struct batch *b = pipeline_batch_for(r->pipeline, rw->w, sig, res.items, body_len);
-        if (b == NULL) {
-            obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
-            return respond_receiver_error(c, out, path, RECEIVER_ERR_POOL, NULL, json, true);
-        }
-        rc = otlp_batch_append(&b->body, body, body_len, &res, &r->attrs);
-        if (rc == -EMSGSIZE && b->body.len > 0) {
-            pipeline_flush(r->pipeline, rw->w, sig);
-            b = pipeline_open_batch(r->pipeline, rw->w, sig);
-            rc = b == NULL ? -ENOBUFS : otlp_batch_append(&b->body, body, body_len, &res, &r->attrs);
-        }
-        if (rc < 0) {
-            obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
-            enum receiver_err re = rc == -ENOBUFS ? RECEIVER_ERR_POOL
-                                                  : rc == -EMSGSIZE ? RECEIVER_ERR_BATCH_TOO_LARGE
-                                                                    : RECEIVER_ERR_POOL;
-            return respond_receiver_error(c, out, path, re, NULL, json, true);
-        }
-        pipeline_commit(r->pipeline, rw->w, sig, res.items);
-        obs_counter_add(r->reg, rw->w, r->m_accepted + sig, res.items);
+    rc = pipeline_ingest(r->pipeline, rw->w, sig, body, body_len, &res, &r->attrs);
+    if (rc < 0) {
+        obs_counter_add(r->reg, rw->w, r->m_refused + sig, res.items);
+        enum receiver_err re = rc == -ENOBUFS    ? RECEIVER_ERR_QUEUE_FULL
+                               : rc == -EMSGSIZE ? RECEIVER_ERR_BATCH_TOO_LARGE
+                                                 : RECEIVER_ERR_POOL;
+        return respond_receiver_error(c, out, path, re, NULL, json, true);
     }
+    obs_counter_add(r->reg, rw->w, r->m_accepted + sig, res.items);
 
     /* 5. acknowledge, encoded like the request */
     buf_reset(&rw->resp);

@@ -11,6 +11,7 @@
 #include "config/config.h"
 
 struct receiver;
+struct grpc_receiver;
 struct pipeline;
 struct obs_registry;
 struct sock_server;
@@ -18,11 +19,13 @@ struct control_server;
 
 /*
  * Prepare `n_workers` workers (registry shards 0..n_workers-1) serving
- * cfg->receiver.host:http_port. Borrows everything passed in.
+ * OTLP/HTTP on cfg->receiver.host:http_port and, when `gr` is not NULL,
+ * OTLP/gRPC on grpc_port. Borrows everything passed in.
  * Returns 0, -EINVAL, -ENOMEM.
  */
-int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
-                       struct obs_registry *reg, unsigned n_workers, struct sock_server **out);
+int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
+                       struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
+                       struct sock_server **out);
 
 /* Bind the listeners and start the worker threads. Returns 0 or -errno of
  * the failing bind/listen/thread start (nothing keeps running then). */
@@ -36,8 +39,9 @@ int sock_server_start(struct sock_server *s);
 void sock_server_stop(struct sock_server *s, uint64_t deadline_ms);
 void sock_server_destroy(struct sock_server *s);
 
-/* The bound port (useful when configured as 0). */
+/* The bound ports (useful when configured as 0); gRPC: 0 when not served. */
 uint16_t sock_server_port(const struct sock_server *s);
+uint16_t sock_server_grpc_port(const struct sock_server *s);
 
 /*
  * Control plane: GET /health/live, /health/ready, /health/startup, /metrics

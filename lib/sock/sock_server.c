@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "grpc/grpc_receiver.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "pipeline/pipeline.h"
@@ -30,16 +31,21 @@
 #define SOCK_MAX_EVENTS 64
 #define SOCK_OUT_HIGH_WATER (256 * 1024) /* stop reading while this much is unsent */
 #define SOCK_TIMER_MS 250
+#define SOCK_GRPC_TIMER_MS 50 /* resume stalled gRPC clients this often */
 
 struct sock_conn {
     int fd;
     bool in_use;
     bool want_close;            /* close once `out` is written */
     bool epollout;              /* currently waiting for EPOLLOUT */
+    bool grpc;                  /* accepted on the gRPC port: `gc`, else `rc` */
     uint64_t last_active_ms;
     size_t out_off;
     struct buf out;
-    struct receiver_conn rc;
+    union {
+        struct receiver_conn rc;
+        struct grpc_conn gc;
+    };
     struct sock_conn *next_free;
 };
 
@@ -49,10 +55,13 @@ struct sock_worker {
     int core;                   /* -1: not pinned */
     int ep;
     int listen_fd;
+    int grpc_listen_fd;         /* -1 when receiver.grpc_port is 0 */
     int wake_fd;
     pthread_t thread;
     bool started;
     struct receiver_worker *rw;
+    struct grpc_worker *gw;
+    unsigned n_grpc;            /* gRPC connections open */
     struct sock_conn *conns;
     struct sock_conn *free_list;
     unsigned n_conns;
@@ -63,10 +72,12 @@ struct sock_worker {
 struct sock_server {
     const struct svc_config *cfg;
     struct receiver *r;
+    struct grpc_receiver *gr;   /* NULL: no gRPC listener */
     struct pipeline *p;
     struct obs_registry *reg;
     unsigned n_workers;
     uint16_t port;
+    uint16_t grpc_port;
     _Atomic int stopping;       /* 1: stop accepting and drain */
     _Atomic uint64_t deadline_ms;
     struct sock_worker *workers;
@@ -131,8 +142,9 @@ static int register_metrics(struct sock_server *s)
     return 0;
 }
 
-int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
-                       struct obs_registry *reg, unsigned n_workers, struct sock_server **out)
+int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
+                       struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
+                       struct sock_server **out)
 {
     if (n_workers == 0 || n_workers > CONFIG_MAX_CORES)
         return -EINVAL;
@@ -141,6 +153,8 @@ int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct 
         return -ENOMEM;
     s->cfg = cfg;
     s->r = r;
+    s->gr = gr;
+    s->grpc_port = cfg->receiver.grpc_port;
     s->p = p;
     s->reg = reg;
     s->n_workers = n_workers;
@@ -164,7 +178,7 @@ int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct 
         wk->s = s;
         wk->id = w;
         wk->core = n_cores ? (int)cores[w % n_cores] : -1;
-        wk->ep = wk->listen_fd = wk->wake_fd = -1;
+        wk->ep = wk->listen_fd = wk->grpc_listen_fd = wk->wake_fd = -1;
         wk->max_conns = per;
         /* The connection table is allocated once; per-connection buffers
          * start empty and grow with use. */
@@ -178,6 +192,8 @@ int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct 
             wk->free_list = &wk->conns[i];
         }
         if ((rc = receiver_worker_create(r, w, &wk->rw)) < 0)
+            goto fail;
+        if (gr != NULL && (rc = grpc_worker_create(gr, w, &wk->gw)) < 0)
             goto fail;
         rc = -ENOMEM;
     }
@@ -195,6 +211,11 @@ uint16_t sock_server_port(const struct sock_server *s)
     return s->port;
 }
 
+uint16_t sock_server_grpc_port(const struct sock_server *s)
+{
+    return s->gr != NULL ? s->grpc_port : 0;
+}
+
 /* ---- connections ---- */
 
 static void conn_close(struct sock_worker *wk, struct sock_conn *c)
@@ -203,7 +224,12 @@ static void conn_close(struct sock_worker *wk, struct sock_conn *c)
     close(c->fd);
     c->fd = -1;
     c->in_use = false;
-    receiver_conn_fini(&c->rc);
+    if (c->grpc) {
+        grpc_conn_fini(&c->gc);
+        wk->n_grpc--;
+    } else {
+        receiver_conn_fini(&c->rc);
+    }
     buf_free(&c->out);
     c->next_free = wk->free_list;
     wk->free_list = c;
@@ -241,6 +267,15 @@ static bool conn_flush(struct sock_worker *wk, struct sock_conn *c)
     }
     c->out.len = 0;
     c->out_off = 0;
+    if (c->grpc && !c->want_close && grpc_conn_want_write(&c->gc)) {
+        /* nghttp2 held frames back at the high-water mark: next slice */
+        if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+        if (c->out.len > 0)
+            return conn_flush(wk, c);
+    }
+    if (c->grpc && grpc_conn_want_close(&c->gc))
+        c->want_close = true;
     if (c->want_close) {
         /* Half-close so the client reads the whole response before the reset. */
         shutdown(c->fd, SHUT_WR);
@@ -261,17 +296,21 @@ static void conn_readable(struct sock_worker *wk, struct sock_conn *c, uint64_t 
     if (n < 0)
         return;
     c->last_active_ms = now_ms;
-    if (receiver_conn_input(&c->rc, wk->rbuf, (size_t)n, &c->out) == RECEIVER_CLOSE)
+    if (c->grpc) {
+        if (grpc_conn_input(&c->gc, wk->rbuf, (size_t)n, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+    } else if (receiver_conn_input(&c->rc, wk->rbuf, (size_t)n, &c->out) == RECEIVER_CLOSE) {
         c->want_close = true;
+    }
     if (c->out.len > c->out_off || c->want_close)
         conn_flush(wk, c);
 }
 
-static void accept_all(struct sock_worker *wk, uint64_t now_ms)
+static void accept_all(struct sock_worker *wk, int listen_fd, bool grpc, uint64_t now_ms)
 {
     struct sock_server *s = wk->s;
     for (;;) {
-        int fd = accept4(wk->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
@@ -285,10 +324,12 @@ static void accept_all(struct sock_worker *wk, uint64_t now_ms)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (receiver_conn_init(&c->rc, wk->rw) < 0) {
+        int irc = grpc ? grpc_conn_init(&c->gc, wk->gw) : receiver_conn_init(&c->rc, wk->rw);
+        if (irc < 0) {
             close(fd);
             continue;
         }
+        c->grpc = grpc;
         wk->free_list = c->next_free;
         c->fd = fd;
         c->in_use = true;
@@ -299,7 +340,10 @@ static void accept_all(struct sock_worker *wk, uint64_t now_ms)
         c->last_active_ms = now_ms;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(wk->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            receiver_conn_fini(&c->rc);
+            if (grpc)
+                grpc_conn_fini(&c->gc);
+            else
+                receiver_conn_fini(&c->rc);
             close(fd);
             c->fd = -1;
             c->in_use = false;
@@ -310,7 +354,42 @@ static void accept_all(struct sock_worker *wk, uint64_t now_ms)
         wk->n_conns++;
         obs_counter_inc(s->reg, wk->id, s->m_accepted + wk->id);
         obs_gauge_add(s->reg, wk->id, s->m_conns + wk->id, 1);
+        if (grpc) {
+            wk->n_grpc++;
+            /* the server SETTINGS go first */
+            if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
+                c->want_close = true;
+            conn_flush(wk, c);
+        }
     }
+}
+
+/* gRPC connection timers: resume clients stalled on flow control, expire
+ * streams past their deadline, GOAWAY on idle or stop. Requests already
+ * started finish; grpc_conn_want_close() then says when to close. */
+static void grpc_timers(struct sock_worker *wk, struct sock_conn *c, uint64_t now_ms, bool stopping)
+{
+    struct grpc_conn *g = &c->gc;
+    int r = GRPC_KEEP;
+    if (stopping) {
+        r = grpc_conn_shutdown(g, &c->out);
+    } else {
+        if (grpc_conn_stalled(g))
+            r = grpc_conn_output(g, &c->out);
+        uint64_t deadline = grpc_conn_deadline_ns(g);
+        uint64_t now_ns = base_now_ns();
+        if (r == GRPC_KEEP && deadline != 0 && now_ns >= deadline)
+            r = grpc_conn_expire(g, now_ns, &c->out);
+        if (r == GRPC_KEEP && !grpc_conn_busy(g) && c->out.len == c->out_off &&
+            now_ms - c->last_active_ms >= wk->s->cfg->receiver.idle_timeout_ms) {
+            obs_counter_inc(wk->s->reg, wk->id, wk->s->m_timeouts + wk->id);
+            r = grpc_conn_shutdown(g, &c->out);
+        }
+    }
+    if (r == GRPC_CLOSE || grpc_conn_want_close(g))
+        c->want_close = true;
+    if (c->out.len > c->out_off || c->want_close)
+        conn_flush(wk, c);
 }
 
 /* Idle and slow-client timeouts; when stopping, close idle connections. */
@@ -321,6 +400,10 @@ static void scan_timeouts(struct sock_worker *wk, uint64_t now_ms, bool stopping
         struct sock_conn *c = &wk->conns[i];
         if (!c->in_use || c->want_close)
             continue;
+        if (c->grpc) {
+            grpc_timers(wk, c, now_ms, stopping);
+            continue;
+        }
         bool busy = receiver_conn_busy(&c->rc) || c->out.len > c->out_off;
         if (stopping && !busy) {
             conn_close(wk, c);
@@ -375,7 +458,9 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *ptr = evs[i].data.ptr;
             if (ptr == &wk->listen_fd) {
-                accept_all(wk, now);
+                accept_all(wk, wk->listen_fd, false, now);
+            } else if (ptr == &wk->grpc_listen_fd) {
+                accept_all(wk, wk->grpc_listen_fd, true, now);
             } else if (ptr == &wk->wake_fd) {
                 uint64_t v;
                 if (read(wk->wake_fd, &v, sizeof(v)) < 0)
@@ -397,11 +482,16 @@ static void *worker_main(void *arg)
             epoll_ctl(wk->ep, EPOLL_CTL_DEL, wk->listen_fd, NULL);
             close(wk->listen_fd);
             wk->listen_fd = -1;
+            if (wk->grpc_listen_fd >= 0) {
+                epoll_ctl(wk->ep, EPOLL_CTL_DEL, wk->grpc_listen_fd, NULL);
+                close(wk->grpc_listen_fd);
+                wk->grpc_listen_fd = -1;
+            }
             listening = false;
         }
         if (now >= next_scan || stopping) {
             scan_timeouts(wk, now, stopping);
-            next_scan = now + SOCK_TIMER_MS;
+            next_scan = now + (wk->n_grpc > 0 ? SOCK_GRPC_TIMER_MS : SOCK_TIMER_MS);
         }
         if (stopping && (wk->n_conns == 0 || now >= atomic_load(&s->deadline_ms)))
             break;
@@ -411,6 +501,17 @@ static void *worker_main(void *arg)
             conn_close(wk, &wk->conns[i]);
     pipeline_tick(s->p, wk->id, base_now_ms(), true);
     return NULL;
+}
+
+/* The port a listening socket got (for port 0 in the config). */
+static uint16_t bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 int sock_server_start(struct sock_server *s)
@@ -425,14 +526,8 @@ int sock_server_start(struct sock_server *s)
                       (unsigned)s->port, strerror(-rc));
             goto fail;
         }
-        if (s->port == 0) {
-            /* An ephemeral port: the other workers join the same one. */
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof(ss);
-            getsockname(wk->listen_fd, (struct sockaddr *)&ss, &sl);
-            s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                     : ((struct sockaddr_in *)&ss)->sin_port);
-        }
+        if (s->port == 0) /* an ephemeral port: the other workers join the same one */
+            s->port = bound_port(wk->listen_fd);
         wk->ep = epoll_create1(EPOLL_CLOEXEC);
         wk->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wk->ep < 0 || wk->wake_fd < 0) {
@@ -446,6 +541,22 @@ int sock_server_start(struct sock_server *s)
             rc = -errno;
             goto fail;
         }
+        if (s->gr != NULL) {
+            wk->grpc_listen_fd = sock_listen(s->cfg->receiver.host, s->grpc_port, 4096, true);
+            if (wk->grpc_listen_fd < 0) {
+                rc = wk->grpc_listen_fd;
+                log_error("cannot listen", "host=%s port=%u error=%s", s->cfg->receiver.host,
+                          (unsigned)s->grpc_port, strerror(-rc));
+                goto fail;
+            }
+            if (s->grpc_port == 0)
+                s->grpc_port = bound_port(wk->grpc_listen_fd);
+            struct epoll_event gev = {.events = EPOLLIN, .data.ptr = &wk->grpc_listen_fd};
+            if (epoll_ctl(wk->ep, EPOLL_CTL_ADD, wk->grpc_listen_fd, &gev) < 0) {
+                rc = -errno;
+                goto fail;
+            }
+        }
     }
     for (unsigned w = 0; w < s->n_workers; w++) {
         struct sock_worker *wk = &s->workers[w];
@@ -455,6 +566,9 @@ int sock_server_start(struct sock_server *s)
     }
     log_info("otlp/http receiver listening", "host=%s port=%u workers=%u",
              s->cfg->receiver.host, (unsigned)s->port, s->n_workers);
+    if (s->gr != NULL)
+        log_info("otlp/grpc receiver listening", "host=%s port=%u workers=%u",
+                 s->cfg->receiver.host, (unsigned)s->grpc_port, s->n_workers);
     return 0;
 fail:
     sock_server_stop(s, base_now_ms());
@@ -495,16 +609,22 @@ void sock_server_destroy(struct sock_server *s)
                 for (unsigned i = 0; i < wk->max_conns; i++)
                     if (wk->conns[i].in_use) {
                         close(wk->conns[i].fd);
-                        receiver_conn_fini(&wk->conns[i].rc);
+                        if (wk->conns[i].grpc)
+                            grpc_conn_fini(&wk->conns[i].gc);
+                        else
+                            receiver_conn_fini(&wk->conns[i].rc);
                         buf_free(&wk->conns[i].out);
                     }
             if (wk->listen_fd >= 0)
                 close(wk->listen_fd);
+            if (wk->grpc_listen_fd >= 0)
+                close(wk->grpc_listen_fd);
             if (wk->ep >= 0)
                 close(wk->ep);
             if (wk->wake_fd >= 0)
                 close(wk->wake_fd);
             receiver_worker_destroy(wk->rw);
+            grpc_worker_destroy(wk->gw);
             free(wk->conns);
             free(wk->rbuf);
         }

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Built instead of the DPDK transport when libdpdk is not installed: the
+ * app links the same interface and refuses dataplane.mode: dpdk at start. */
+#include <errno.h>
+
+#include "dpdk/dpdk_server.h"
+#include "obs/log.h"
+
+int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
+                       struct obs_registry *reg, unsigned n_workers, struct dpdk_server **out)
+{
+    (void)cfg;
+    (void)r;
+    (void)p;
+    (void)reg;
+    (void)n_workers;
+    (void)out;
+    log_error("dataplane.mode dpdk is not available: built without libdpdk "
+              "(install libdpdk-dev and rebuild)", "");
+    return -ENOTSUP;
+}
+
+int dpdk_server_start(struct dpdk_server *s)
+{
+    (void)s;
+    return -ENOTSUP;
+}
+
+void dpdk_server_stop(struct dpdk_server *s, uint64_t deadline_ms)
+{
+    (void)s;
+    (void)deadline_ms;
+}
+
+void dpdk_server_destroy(struct dpdk_server *s)
+{
+    (void)s;
+}
