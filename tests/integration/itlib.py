@@ -718,6 +718,7 @@ class Gateway:
         self.config_path = os.path.join(self.workdir, "%s.yaml" % name)
         self.log_path = os.path.join(self.workdir, "%s.stderr.log" % name)
         self.http_port = config["receiver"]["http_port"]
+        self.grpc_port = config["receiver"].get("grpc_port", 0)  # 0: gRPC disabled
         self.control_port = config["control"]["port"]
 
     def write_config(self):
@@ -801,7 +802,7 @@ def base_config(tmp_path, upstream=None, **over):
     cfg = {
         "service": {"name": "otlp-it", "log_level": "info", "data_dir": str(tmp_path / "data"),
                     "shutdown_timeout_ms": 5000},
-        "receiver": {"host": LOOPBACK, "http_port": free_port(), "grpc_port": 0,
+        "receiver": {"host": LOOPBACK, "http_port": free_port(), "grpc_port": free_port(),
                      "retry_after_s": 1},
         "dataplane": {"mode": "socket", "workers": 2},
         "batch": {"max_queue_size": 8192, "max_export_batch_size": 512,

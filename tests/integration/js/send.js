@@ -2,20 +2,26 @@
 // SPDX-License-Identifier: Apache-2.0
 // An OpenTelemetry JavaScript SDK client for the otlp-service integration tests.
 // It produces spans, metric points or log records with the real SDK, exports
-// them with the real OTLP exporters (proto or JSON, gzip or not), force-flushes,
-// shuts down, and writes a JSON summary of exactly what it exported: every
-// export batch as the OTLP/JSON request the exporter encoded (the test decodes
-// these like the upstream decodes what it received) plus a short item list.
+// them with the real OTLP exporters (OTLP/HTTP proto or JSON, or OTLP/gRPC; gzip
+// or not), force-flushes, shuts down, and writes a JSON summary of exactly what
+// it exported: every export batch as the OTLP/JSON request the exporter encoded
+// (the test decodes these like the upstream decodes what it received) plus a
+// short item list.
 //
 //   node send.js --endpoint http://127.0.0.1:4318 --signal traces|metrics|logs
-//                [--encoding proto|json] [--gzip] [--count N] [--batch-size B]
-//                [--out FILE] [--timeout-ms MS] [--header K=V]... [--resource K=V]...
+//                [--protocol http|grpc] [--encoding proto|json] [--gzip] [--count N]
+//                [--batch-size B] [--out FILE] [--timeout-ms MS] [--header K=V]...
+//                [--resource K=V]...
+//
+// --protocol grpc uses the OTLP/gRPC exporters (endpoint http://127.0.0.1:4317,
+// h2c, always protobuf); --header K=V then becomes gRPC metadata.
 //
 // Exit status: 0 when every export succeeded and all N items were exported,
 // 1 when an export failed, 2 on bad usage.
 'use strict';
 
 const fs = require('fs');
+const path = require('path');
 const api = require('@opentelemetry/api');
 const apiLogs = require('@opentelemetry/api-logs');
 const { resourceFromAttributes } = require('@opentelemetry/resources');
@@ -30,18 +36,35 @@ const EXPORTERS = {
   traces: {
     proto: () => require('@opentelemetry/exporter-trace-otlp-proto').OTLPTraceExporter,
     json: () => require('@opentelemetry/exporter-trace-otlp-http').OTLPTraceExporter,
+    grpc: () => require('@opentelemetry/exporter-trace-otlp-grpc').OTLPTraceExporter,
   },
   metrics: {
     proto: () => require('@opentelemetry/exporter-metrics-otlp-proto').OTLPMetricExporter,
     json: () => require('@opentelemetry/exporter-metrics-otlp-http').OTLPMetricExporter,
+    grpc: () => require('@opentelemetry/exporter-metrics-otlp-grpc').OTLPMetricExporter,
   },
   logs: {
     proto: () => require('@opentelemetry/exporter-logs-otlp-proto').OTLPLogExporter,
     json: () => require('@opentelemetry/exporter-logs-otlp-http').OTLPLogExporter,
+    grpc: () => require('@opentelemetry/exporter-logs-otlp-grpc').OTLPLogExporter,
   },
 };
 const SERIALIZERS = { traces: JsonTraceSerializer, metrics: JsonMetricsSerializer,
                       logs: JsonLogsSerializer };
+const GRPC_PACKAGES = { traces: '@opentelemetry/exporter-trace-otlp-grpc',
+                        metrics: '@opentelemetry/exporter-metrics-otlp-grpc',
+                        logs: '@opentelemetry/exporter-logs-otlp-grpc' };
+
+// gRPC metadata for --header K=V. The Metadata class comes from the grpc-js the
+// exporter itself uses (resolved from the exporter package, not from hoisting).
+function grpcMetadata(signal, headers) {
+  const from = path.dirname(require.resolve(GRPC_PACKAGES[signal]));
+  const base = require(require.resolve('@opentelemetry/otlp-grpc-exporter-base',
+                                       { paths: [from] }));
+  const md = base.createEmptyMetadata();
+  for (const [k, v] of Object.entries(headers)) md.set(k.toLowerCase(), v);
+  return md;
+}
 
 function usage(msg) {
   process.stderr.write(`send.js: ${msg}\n`);
@@ -49,8 +72,8 @@ function usage(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { endpoint: null, signal: 'traces', encoding: 'proto', gzip: false, count: 20,
-              batchSize: 0, out: null, timeoutMs: 10000, headers: {}, resource: {} };
+  const o = { endpoint: null, signal: 'traces', protocol: 'http', encoding: 'proto', gzip: false,
+              count: 20, batchSize: 0, out: null, timeoutMs: 10000, headers: {}, resource: {} };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -65,6 +88,7 @@ function parseArgs(argv) {
     switch (a) {
       case '--endpoint': o.endpoint = val().replace(/\/+$/, ''); break;
       case '--signal': o.signal = val(); break;
+      case '--protocol': o.protocol = val(); break;
       case '--encoding': o.encoding = val(); break;
       case '--gzip': o.gzip = true; break;
       case '--count': o.count = parseInt(val(), 10); break;
@@ -74,7 +98,7 @@ function parseArgs(argv) {
       case '--header': { const [k, v] = kv(val()); o.headers[k] = v; break; }
       case '--resource': { const [k, v] = kv(val()); o.resource[k] = v; break; }
       case '-h': case '--help':
-        process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 16)
+        process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 20)
           .join('\n') + '\n');
         process.exit(0);
         break;
@@ -87,7 +111,9 @@ function parseArgs(argv) {
     usage('tests only send to loopback');
   }
   if (!EXPORTERS[o.signal]) usage(`bad --signal ${o.signal}`);
+  if (!['http', 'grpc'].includes(o.protocol)) usage(`bad --protocol ${o.protocol}`);
   if (!['proto', 'json'].includes(o.encoding)) usage(`bad --encoding ${o.encoding}`);
+  if (o.protocol === 'grpc' && o.encoding !== 'proto') usage('--protocol grpc is always proto');
   if (!(o.count >= 1)) usage('--count must be >= 1');
   if (!o.batchSize) o.batchSize = Math.max(1, Math.ceil(o.count / 4));
   return o;
@@ -262,20 +288,30 @@ async function sendLogs(o, exporter, resource) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  Object.assign(summary, { signal: o.signal, encoding: o.encoding, gzip: o.gzip,
-                           endpoint: o.endpoint, count: o.count, batch_size: o.batchSize });
+  Object.assign(summary, { signal: o.signal, protocol: o.protocol, encoding: o.encoding,
+                           gzip: o.gzip, endpoint: o.endpoint, count: o.count, batch_size: o.batchSize });
   api.diag.setLogger({
     error: (m, ...a) => summary.diag.push(`error: ${m} ${a.map(String).join(' ')}`),
     warn: (m, ...a) => summary.diag.push(`warn: ${m} ${a.map(String).join(' ')}`),
     info: () => {}, debug: () => {}, verbose: () => {},
   }, api.DiagLogLevel.WARN);
 
-  const Exporter = EXPORTERS[o.signal][o.encoding]();
-  const path = { traces: '/v1/traces', metrics: '/v1/metrics', logs: '/v1/logs' }[o.signal];
-  const inner = new Exporter({
-    url: o.endpoint + path, compression: o.gzip ? 'gzip' : 'none',
-    timeoutMillis: o.timeoutMs, headers: o.headers,
-  });
+  let inner;
+  if (o.protocol === 'grpc') {
+    // url is host:port for gRPC; http:// selects plaintext h2c (insecure credentials).
+    const Exporter = EXPORTERS[o.signal].grpc();
+    inner = new Exporter({
+      url: o.endpoint, compression: o.gzip ? 'gzip' : 'none',
+      timeoutMillis: o.timeoutMs, metadata: grpcMetadata(o.signal, o.headers),
+    });
+  } else {
+    const Exporter = EXPORTERS[o.signal][o.encoding]();
+    const urlPath = { traces: '/v1/traces', metrics: '/v1/metrics', logs: '/v1/logs' }[o.signal];
+    inner = new Exporter({
+      url: o.endpoint + urlPath, compression: o.gzip ? 'gzip' : 'none',
+      timeoutMillis: o.timeoutMs, headers: o.headers,
+    });
+  }
   const exporter = recordingExporter(inner, o.signal);
   const resAttrs = { 'service.name': 'otlp-it-js', 'service.version': '1.2.3',
                      'host.name': 'it-host', 'deployment.environment': 'test', ...o.resource };
