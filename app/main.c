@@ -248,7 +248,7 @@ static int run(const char *path)
         goto fail;
     }
     if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
-        (rc = dpdk ? dpdk_server_create(&cfg, recv, pipe, reg, n_workers, &dsrv)
+        (rc = dpdk ? dpdk_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &dsrv)
                    : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0) {
         log_error("cannot create servers", "error=%s", strerror(-rc));
         goto fail;

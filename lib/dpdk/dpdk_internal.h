@@ -16,6 +16,7 @@
 #include "base/base.h"
 #include "config/config.h"
 #include "dpdk/dpdk_server.h"
+#include "grpc/grpc_receiver.h"
 #include "net/net_stack.h"
 #include "receiver/receiver.h"
 
@@ -23,6 +24,7 @@
 #define DPDK_MAX_FRAME (9000 + NET_ETH_HLEN + 4) /* largest frame: mtu 9000 + VLAN */
 #define DPDK_POOL_CACHE 256
 #define DPDK_SCAN_MS 250  /* timeout scan */
+#define DPDK_GRPC_SCAN_MS 50 /* gRPC timers: resume stalled clients this often */
 #define DPDK_STATS_MS 1000 /* busy ratio window */
 
 /* Drops and events of the glue itself, beside the stack's net_stats:
@@ -41,19 +43,25 @@ enum dpdk_drop {
     DPDK_DROP_COUNT
 };
 
-/* One client connection of a worker: the receiver's state plus the
- * response bytes the TCP send buffer could not take yet. */
+/* One client connection of a worker: the receiver's state (OTLP/HTTP or,
+ * accepted on receiver.grpc_port, OTLP/gRPC) plus the response bytes the
+ * TCP send buffer could not take yet. */
 struct dpdk_conn {
     struct net_tcp_conn *tc; /* NULL: slot free */
-    struct receiver_conn rc;
+    bool grpc;               /* `gc` is live, else `rc` */
+    union {
+        struct receiver_conn rc;
+        struct grpc_conn gc;
+    };
     struct buf out;          /* kept across connections: no malloc per request */
     size_t out_off;
     uint64_t last_active_ms;
     bool want_close;         /* close once `out` is sent */
     bool pending;            /* on the worker's pending list */
-    bool throttled;          /* receive window closed: the pipeline is full */
+    bool throttled;          /* receive window closed: the pipeline is full (HTTP only) */
     struct dpdk_conn *next_free;
     struct dpdk_conn *next_pending;
+    struct dpdk_conn *grpc_prev, *grpc_next; /* the worker's gRPC connections */
 };
 
 /* Per-lcore counters read by the scraper: plain relaxed stores. */
@@ -72,7 +80,10 @@ struct dpdk_worker {
     bool launched;
     struct net_stack *stack;
     struct receiver_worker *rw;
+    struct grpc_worker *gw;     /* NULL: no gRPC */
     struct dpdk_conn *conns;
+    struct dpdk_conn *grpc_conns; /* gRPC connections, for the 50 ms timer scan */
+    unsigned n_grpc;
     struct dpdk_conn *free_list;
     struct dpdk_conn *pending; /* connections with unsent response bytes */
     unsigned n_conns, max_conns, n_throttled;
@@ -86,10 +97,12 @@ struct dpdk_worker {
 struct dpdk_server {
     const struct svc_config *cfg;
     struct receiver *r;
+    struct grpc_receiver *gr; /* NULL: receiver.grpc_port is 0 */
     struct pipeline *p;
     struct obs_registry *reg;
     unsigned n_workers;
-    uint16_t port;
+    uint16_t port;      /* DPDK port id */
+    uint16_t grpc_port; /* TCP port of OTLP/gRPC (when gr) */
     bool eal_ready, port_started, port_open;
     struct rte_mempool *pool;
     struct rte_ether_addr mac;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* DPDK worker lcores: rx burst -> userspace TCP/IP stack -> receiver ->
+/* DPDK worker lcores: rx burst -> userspace TCP/IP stack -> receiver
+ * (OTLP/HTTP on receiver.http_port, OTLP/gRPC on receiver.grpc_port) ->
  * responses through the stack -> tx burst; timers, batch ageing, timeouts
- * and a receive window closed while the pipeline is full. Each lcore owns
- * its queue pair, stack, connection table and scratch; nothing is shared
- * but the pipeline rings and the mbuf pool. */
+ * and back-pressure (HTTP: a receive window closed while the pipeline is
+ * full; gRPC: HTTP/2 flow control, see docs/dpdk.md). Each lcore owns its
+ * queue pair, stack, connection table and scratch; nothing is shared but
+ * the pipeline rings and the mbuf pool. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,9 @@
 #include "pipeline/pipeline.h"
 
 #define DPDK_OUT_INIT 2048 /* response buffer per connection slot, grows when needed */
+/* A slot keeps its response buffer across connections up to this size; a
+ * gRPC connection can grow it to GRPC_OUT_HIGH_WATER + a frame. */
+#define DPDK_OUT_KEEP (16 * 1024)
 
 /* ---- transmit: net_tx_ops over mbufs ---- */
 
@@ -82,8 +87,26 @@ static void tx_send(void *ctx, uint8_t *frame, size_t len)
 
 static void conn_release(struct dpdk_worker *w, struct dpdk_conn *c)
 {
-    receiver_conn_fini(&c->rc);
+    if (c->grpc) {
+        grpc_conn_fini(&c->gc);
+        if (c->grpc_prev != NULL)
+            c->grpc_prev->grpc_next = c->grpc_next;
+        else
+            w->grpc_conns = c->grpc_next;
+        if (c->grpc_next != NULL)
+            c->grpc_next->grpc_prev = c->grpc_prev;
+        c->grpc_prev = c->grpc_next = NULL;
+        c->grpc = false;
+        w->n_grpc--;
+    } else {
+        receiver_conn_fini(&c->rc);
+    }
     buf_reset(&c->out);
+    if (c->out.cap > DPDK_OUT_KEEP) {
+        /* Idle slots stay small; on ENOMEM the buffer starts empty and grows on use. */
+        buf_free(&c->out);
+        (void)buf_init(&c->out, DPDK_OUT_INIT, 0);
+    }
     c->out_off = 0;
     c->tc = NULL;
     if (c->throttled)
@@ -106,42 +129,68 @@ static void conn_close(struct dpdk_worker *w, struct dpdk_conn *c)
     conn_release(w, c);
 }
 
+static void pending_add(struct dpdk_worker *w, struct dpdk_conn *c)
+{
+    if (!c->pending) {
+        c->pending = true;
+        c->next_pending = w->pending;
+        w->pending = c;
+    }
+}
+
 /*
  * Hand pending response bytes to the TCP send buffer as far as it has
  * room (net_tcp_send is all-or-nothing, so in pieces of the free space).
- * The rest waits on the pending list until ACKs free space. Closes the
- * connection when `want_close` and everything was queued. Returns false
- * when the connection is gone.
+ * The rest waits on the pending list until ACKs free space. For gRPC,
+ * once `out` is drained and the send buffer has room again, the next slice
+ * of the frames nghttp2 holds back (grpc_conn_want_write(): it stops at
+ * GRPC_OUT_HIGH_WATER) is pulled with grpc_conn_output(), so nghttp2's
+ * queue drains at the pace the peer acknowledges. Closes the connection
+ * when `want_close` (or grpc_conn_want_close()) and everything was queued.
+ * Returns false when the connection is gone.
  */
 static bool conn_flush(struct dpdk_worker *w, struct dpdk_conn *c)
 {
-    while (c->out_off < c->out.len) {
-        size_t room = net_tcp_conn_snd_free(c->tc);
-        size_t n = c->out.len - c->out_off;
-        if (n > room)
-            n = room;
-        if (n == 0)
-            break;
-        int rc = net_tcp_send(c->tc, c->out.data + c->out_off, n);
-        if (rc == -ENOBUFS)
-            break;
-        if (rc < 0) { /* -EPIPE: the connection no longer sends */
-            net_tcp_abort(c->tc);
-            conn_release(w, c);
-            return false;
+    for (;;) {
+        size_t off0 = c->out_off;
+        while (c->out_off < c->out.len) {
+            size_t room = net_tcp_conn_snd_free(c->tc);
+            size_t n = c->out.len - c->out_off;
+            if (n > room)
+                n = room;
+            if (n == 0)
+                break;
+            int rc = net_tcp_send(c->tc, c->out.data + c->out_off, n);
+            if (rc == -ENOBUFS)
+                break;
+            if (rc < 0) { /* -EPIPE: the connection no longer sends */
+                net_tcp_abort(c->tc);
+                conn_release(w, c);
+                return false;
+            }
+            c->out_off += n;
         }
-        c->out_off += n;
-    }
-    if (c->out_off < c->out.len) {
-        if (!c->pending) {
-            c->pending = true;
-            c->next_pending = w->pending;
-            w->pending = c;
+        if (c->grpc && c->out_off != off0)
+            c->last_active_ms = w->now_ms; /* the peer reads: not stuck */
+        if (c->out_off < c->out.len) {
+            pending_add(w, c);
+            return true;
         }
-        return true;
+        buf_reset(&c->out);
+        c->out_off = 0;
+        if (!c->grpc || !grpc_conn_want_write(&c->gc))
+            break;
+        if (net_tcp_conn_snd_free(c->tc) == 0) {
+            pending_add(w, c); /* nghttp2 holds more: pull it once ACKs make room */
+            return true;
+        }
+        if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+        if (c->out.len == 0)
+            break;
     }
-    buf_reset(&c->out);
-    c->out_off = 0;
+    if (c->grpc && grpc_conn_want_close(&c->gc))
+        c->want_close = true;
     if (c->want_close) {
         conn_close(w, c);
         return false;
@@ -149,7 +198,8 @@ static bool conn_flush(struct dpdk_worker *w, struct dpdk_conn *c)
     return true;
 }
 
-/* Retry the connections whose responses did not fit (cheap: the list is
+/* Retry the connections whose responses did not fit, and gRPC connections
+ * whose nghttp2 queue waits for send buffer space (cheap: the list is
  * usually empty). */
 static void flush_pending(struct dpdk_worker *w)
 {
@@ -158,7 +208,8 @@ static void flush_pending(struct dpdk_worker *w)
     while (c != NULL) {
         struct dpdk_conn *next = c->next_pending;
         c->pending = false;
-        if (c->tc != NULL && c->out_off < c->out.len)
+        /* (A slot released and reused meanwhile is flushed harmlessly.) */
+        if (c->tc != NULL)
             conn_flush(w, c);
         c = next;
     }
@@ -190,7 +241,8 @@ static void conn_window(struct dpdk_worker *w, struct dpdk_conn *c)
     }
 }
 
-/* Reopen the windows once the exporter made room. */
+/* Reopen the windows once the exporter made room. (HTTP connections only:
+ * gRPC connections are never throttled here, see app_data.) */
 static void unthrottle(struct dpdk_worker *w)
 {
     if (w->n_throttled == 0 || !pipeline_has_room(w))
@@ -213,12 +265,15 @@ static void *app_accept(void *ctx, struct net_tcp_conn *tc)
         dpdk_stat_add(&w->st.refused, 1);
         return NULL; /* the stack answers RST */
     }
-    if (receiver_conn_init(&c->rc, w->rw) < 0) {
+    /* The stack listens on both ports; the local port says which receiver. */
+    bool grpc = w->gw != NULL && net_tcp_conn_local_port(tc) == w->s->grpc_port;
+    if ((grpc ? grpc_conn_init(&c->gc, w->gw) : receiver_conn_init(&c->rc, w->rw)) < 0) {
         dpdk_stat_add(&w->st.refused, 1);
         return NULL;
     }
     w->free_list = c->next_free;
     c->tc = tc;
+    c->grpc = grpc;
     c->want_close = false;
     c->throttled = false;
     c->out_off = 0;
@@ -229,6 +284,21 @@ static void *app_accept(void *ctx, struct net_tcp_conn *tc)
     dpdk_stat_add(&w->st.accepted, 1);
     obs_counter_inc(w->s->reg, w->id, w->s->m_accepted + w->id);
     obs_gauge_add(w->s->reg, w->id, w->s->m_conns + w->id, 1);
+    if (grpc) {
+        c->grpc_prev = NULL;
+        c->grpc_next = w->grpc_conns;
+        if (w->grpc_conns != NULL)
+            w->grpc_conns->grpc_prev = c;
+        w->grpc_conns = c;
+        w->n_grpc++;
+        /* The server SETTINGS go first. They leave from the pending list in
+         * this loop iteration: inside on_accept the connection is not the
+         * application's yet, so nothing here may close it. Client bytes
+         * carried by the handshake's ACK are appended behind them. */
+        if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+        pending_add(w, c);
+    }
     return c;
 }
 
@@ -240,8 +310,9 @@ static void app_data(void *ctx, struct net_tcp_conn *tc, void *app_conn, const u
     (void)tc;
     c->last_active_ms = w->now_ms;
     if (len == 0) {
-        /* Peer FIN: it sends nothing more. Answer what is answered, then
-         * close; a request cut short gets no response. */
+        /* Peer FIN: it sends nothing more. Answer what is answered (gRPC:
+         * also the frames nghttp2 still holds), then close; a request cut
+         * short gets no response. */
         c->want_close = true;
         conn_flush(w, c);
         return;
@@ -249,6 +320,20 @@ static void app_data(void *ctx, struct net_tcp_conn *tc, void *app_conn, const u
     if (c->want_close) {
         /* An error response is queued and we close after it: discard. */
         net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
+        return;
+    }
+    if (c->grpc) {
+        /* grpc_conn_input() takes every byte (nghttp2 buffers what a stream
+         * has not completed), so the TCP budget goes straight back to full:
+         * back-pressure for gRPC is HTTP/2 flow control (the receiver
+         * withholds WINDOW_UPDATE while the pipeline is full; the 50 ms
+         * scan hands the credit back). Closing the TCP window as well would
+         * also hold back the client's PING, SETTINGS and WINDOW_UPDATE
+         * frames and fight the receiver's own resumption. */
+        if (grpc_conn_input(&c->gc, data, len, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+        if (conn_flush(w, c))
+            net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
         return;
     }
     if (receiver_conn_input(&c->rc, data, len, &c->out) == RECEIVER_CLOSE)
@@ -271,14 +356,14 @@ static void app_closed(void *ctx, struct net_tcp_conn *tc, void *app_conn,
 
 /* ---- the lcore loop ---- */
 
-/* Idle and slow-client timeouts (as lib/sock); when stopping, close idle
- * connections. */
+/* Idle and slow-client timeouts of HTTP connections (as lib/sock); when
+ * stopping, close idle connections. gRPC connections: scan_grpc(). */
 static void scan_timeouts(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
 {
     const struct svc_config *cfg = w->s->cfg;
     for (unsigned i = 0; i < w->max_conns; i++) {
         struct dpdk_conn *c = &w->conns[i];
-        if (c->tc == NULL || c->want_close)
+        if (c->tc == NULL || c->want_close || c->grpc)
             continue;
         bool req = receiver_conn_busy(&c->rc);
         bool busy = req || c->out_off < c->out.len;
@@ -303,6 +388,65 @@ static void scan_timeouts(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
         } else {
             conn_close(w, c);
         }
+    }
+}
+
+/*
+ * gRPC connection timers (as lib/sock's grpc_timers): resume clients stalled
+ * on flow control, expire streams past their deadline, GOAWAY when idle or
+ * stopping; requests already started finish and grpc_conn_want_close() then
+ * says when to close. Beyond lib/sock: a peer that has not read for
+ * request_timeout_ms while we have output is aborted, and a connection
+ * still open an idle period after its idle GOAWAY is closed.
+ */
+static void grpc_timers(struct dpdk_worker *w, struct dpdk_conn *c, uint64_t now_ms,
+                        uint64_t now_ns, bool stopping)
+{
+    const struct svc_config *cfg = w->s->cfg;
+    struct grpc_conn *g = &c->gc;
+    bool drained = c->out_off == c->out.len;
+    uint64_t idle = now_ms > c->last_active_ms ? now_ms - c->last_active_ms : 0;
+    if (!drained && idle >= cfg->receiver.request_timeout_ms) {
+        obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
+        dpdk_stat_add(&w->st.timeouts, 1);
+        net_tcp_abort(c->tc); /* the peer does not read */
+        conn_release(w, c);
+        return;
+    }
+    int r = GRPC_KEEP;
+    if (stopping && !g->goaway_sent)
+        r = grpc_conn_shutdown(g, &c->out);
+    else if (grpc_conn_stalled(g) && drained) /* output paced: only once out is sent */
+        r = grpc_conn_output(g, &c->out);
+    uint64_t deadline = grpc_conn_deadline_ns(g);
+    if (r == GRPC_KEEP && deadline != 0 && now_ns >= deadline)
+        r = grpc_conn_expire(g, now_ns, &c->out);
+    if (r == GRPC_KEEP && !stopping && !grpc_conn_busy(g) && drained &&
+        idle >= cfg->receiver.idle_timeout_ms) {
+        obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
+        dpdk_stat_add(&w->st.timeouts, 1);
+        if (g->goaway_sent) { /* GOAWAY an idle period ago and still open */
+            conn_close(w, c);
+            return;
+        }
+        r = grpc_conn_shutdown(g, &c->out);
+        c->last_active_ms = now_ms;
+    }
+    if (r == GRPC_CLOSE || grpc_conn_want_close(g))
+        c->want_close = true;
+    if (c->out.len > c->out_off || c->want_close || grpc_conn_want_write(g))
+        conn_flush(w, c);
+}
+
+static void scan_grpc(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
+{
+    uint64_t now_ns = base_now_ns();
+    struct dpdk_conn *c = w->grpc_conns;
+    while (c != NULL) {
+        struct dpdk_conn *next = c->grpc_next; /* c may be released */
+        if (!c->want_close)
+            grpc_timers(w, c, now_ms, now_ns, stopping);
+        c = next;
     }
 }
 
@@ -349,7 +493,7 @@ static int worker_main(void *arg)
      * clock the receiver uses, so no clock call per iteration. */
     const uint64_t tsc0 = rte_rdtsc();
     const uint64_t mono0_us = base_now_ns() / 1000u;
-    uint64_t next_scan_ms = 0, win_start = tsc0, busy_tsc = 0, polls = 0;
+    uint64_t next_scan_ms = 0, next_grpc_ms = 0, win_start = tsc0, busy_tsc = 0, polls = 0;
     uint64_t stop_done_ms = 0;
     struct rte_mbuf *pkts[DPDK_BURST];
 
@@ -381,6 +525,11 @@ static int worker_main(void *arg)
         if (now_ms >= next_scan_ms || stopping) {
             scan_timeouts(w, now_ms, stopping);
             next_scan_ms = now_ms + DPDK_SCAN_MS;
+            tx_flush(w);
+        }
+        if (w->n_grpc > 0 && (now_ms >= next_grpc_ms || stopping)) {
+            scan_grpc(w, now_ms, stopping);
+            next_grpc_ms = now_ms + DPDK_GRPC_SCAN_MS;
             tx_flush(w);
         }
         polls++;
@@ -437,6 +586,8 @@ static int stack_create(struct dpdk_server *s, struct dpdk_worker *w, const uint
     nc.ifc.mtu = d->mtu;
     nc.listen_ports[0] = s->cfg->receiver.http_port;
     nc.n_listen_ports = 1;
+    if (s->gr != NULL) /* app_accept tells the two apart by the local port */
+        nc.listen_ports[nc.n_listen_ports++] = s->grpc_port;
     nc.max_conns = d->max_conns_per_lcore;
     nc.snd_buf_bytes = d->snd_buf_bytes;
     nc.rcv_space_bytes = d->rcv_space_bytes;
@@ -488,17 +639,23 @@ static int register_conn_metrics(struct dpdk_server *s)
     return 0;
 }
 
-int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
-                       struct obs_registry *reg, unsigned n_workers, struct dpdk_server **out)
+int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
+                       struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
+                       struct dpdk_server **out)
 {
     if (cfg == NULL || r == NULL || p == NULL || reg == NULL || out == NULL || n_workers == 0 ||
         n_workers > CONFIG_MAX_CORES)
+        return -EINVAL;
+    if (gr != NULL &&
+        (cfg->receiver.grpc_port == 0 || cfg->receiver.grpc_port == cfg->receiver.http_port))
         return -EINVAL;
     struct dpdk_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
     s->cfg = cfg;
     s->r = r;
+    s->gr = gr;
+    s->grpc_port = cfg->receiver.grpc_port;
     s->p = p;
     s->reg = reg;
     s->n_workers = n_workers;
@@ -553,6 +710,8 @@ int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct 
         }
         if ((rc = receiver_worker_create(r, i, &w->rw)) < 0)
             goto fail;
+        if (gr != NULL && (rc = grpc_worker_create(gr, i, &w->gw)) < 0)
+            goto fail;
         if ((rc = stack_create(s, w, secret)) < 0) {
             log_error("cannot create the TCP/IP stack", "worker=%u error=%s", i, strerror(-rc));
             goto fail;
@@ -587,6 +746,9 @@ int dpdk_server_start(struct dpdk_server *s)
     const struct dpdk_config *d = &s->cfg->dataplane.dpdk;
     log_info("otlp/http receiver listening (dpdk)", "ip=%s port=%u dpdk_port=%u workers=%u", d->ip,
              (unsigned)s->cfg->receiver.http_port, (unsigned)s->port, s->n_workers);
+    if (s->gr != NULL)
+        log_info("otlp/grpc receiver listening (dpdk)", "ip=%s port=%u dpdk_port=%u workers=%u",
+                 d->ip, (unsigned)s->grpc_port, (unsigned)s->port, s->n_workers);
     return 0;
 }
 
@@ -619,6 +781,7 @@ void dpdk_server_destroy(struct dpdk_server *s)
             struct dpdk_worker *w = &s->workers[i];
             net_stack_destroy(w->stack); /* on_closed for connections still held */
             receiver_worker_destroy(w->rw);
+            grpc_worker_destroy(w->gw); /* after the stack: its connections are finished */
             if (w->conns != NULL)
                 for (unsigned k = 0; k < w->max_conns; k++)
                     buf_free(&w->conns[k].out);

@@ -11,6 +11,7 @@
 #include "config/config.h"
 
 struct receiver;
+struct grpc_receiver;
 struct pipeline;
 struct obs_registry;
 struct dpdk_server;
@@ -21,19 +22,25 @@ struct dpdk_server;
  * generated for `n_workers` worker lcores plus the main lcore unless given),
  * create the mbuf pool, configure and start the port with `n_workers`
  * queue pairs, and prepare one stack and connection table per worker
- * (registry shards 0..n_workers-1). Registers the port, lcore and stack
+ * (registry shards 0..n_workers-1). The stacks listen on
+ * cfg->receiver.http_port (OTLP/HTTP through `r`) and, when `gr` is not
+ * NULL, on cfg->receiver.grpc_port (OTLP/gRPC through `gr`; NULL when
+ * grpc_port is 0, as for sock_server_create()); the protocol of a
+ * connection follows from its local port. Registers the port, lcore and stack
  * metrics in `reg`. Borrows everything passed in for the server's lifetime.
  * The EAL can be initialised once per process: a second create fails.
  * Returns 0 and *out, or
  *   -EINVAL  n_workers 0 or above CONFIG_MAX_CORES, bad EAL arguments, no
  *            such port, fewer worker lcores than n_workers, mbufs too few,
+ *            `gr` given with grpc_port 0 or equal to http_port,
  *   -EALREADY  the EAL was initialised before,
  *   -ENOMEM  allocation failed (pool, stacks, tables),
  *   -EIO     the port refused its configuration or did not start.
  * On failure nothing is left running (the EAL stays initialised).
  */
-int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
-                       struct obs_registry *reg, unsigned n_workers, struct dpdk_server **out);
+int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
+                       struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
+                       struct dpdk_server **out);
 
 /* Launch the worker loops on their lcores. Returns 0, or -EBUSY when an
  * lcore is not free (nothing keeps running then). */

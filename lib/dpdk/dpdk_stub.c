@@ -6,11 +6,13 @@
 #include "dpdk/dpdk_server.h"
 #include "obs/log.h"
 
-int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct pipeline *p,
-                       struct obs_registry *reg, unsigned n_workers, struct dpdk_server **out)
+int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
+                       struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
+                       struct dpdk_server **out)
 {
     (void)cfg;
     (void)r;
+    (void)gr;
     (void)p;
     (void)reg;
     (void)n_workers;

@@ -2,15 +2,18 @@
 """Fixtures of the DPDK suite: otlp-service in dataplane.mode dpdk on a
 net_tap port, end to end. The service's TAP interface goes into a network namespace made by
 scripts/dpdk-tap-rig.sh (198.18.0.1 there, the service is 198.18.0.2), and
-real clients inside the namespace (ping, curl, wrk) talk to the userspace TCP
-stack. The exporter writes to the test upstream (tests/integration/upstream.py)
+real clients inside the namespace (ping, curl, wrk; h2load and python3-grpcio
+for OTLP/gRPC on 4317) talk to the userspace TCP stack. The exporter writes to the test upstream (tests/integration/upstream.py)
 on 127.0.0.1 through kernel sockets. Needs root; every namespace and process
 is removed by finalizers even when a test fails."""
 
+import importlib.util
+import json
 import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -26,8 +29,13 @@ RIG = os.path.join(ROOT, "scripts", "dpdk-tap-rig.sh")
 HUGEPAGES = os.path.join(ROOT, "scripts", "dpdk-hugepages.sh")
 GEN = os.path.join(ROOT, "bench", "gen_request.py")
 WRK_LUA = os.path.join(ROOT, "bench", "wrk_post.lua")
+GRPC_CLIENT = os.path.join(HERE, "grpc_client.py")
 SERVICE_IP = "198.18.0.2"
 URL = "http://%s:4318" % SERVICE_IP
+GRPC_PORT = 4317
+GRPC_TARGET = "%s:%d" % (SERVICE_IP, GRPC_PORT)
+GRPC_EXPORT_URL = ("http://%s/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                   % GRPC_TARGET)
 RESULTS = os.environ.get("DPDK_TEST_RESULTS", os.path.join(ROOT, "build-dpdk",
                                                            "dpdk-test-results.txt"))
 
@@ -46,7 +54,8 @@ def report(line):
 class DpdkRig:
     """The service on net_tap plus its namespace. stop() is idempotent."""
 
-    def __init__(self, tmp_path, upstream=None, hugepages=False, exporter=None, workers=1):
+    def __init__(self, tmp_path, upstream=None, hugepages=False, exporter=None, workers=1,
+                 grpc=True, batch=None, receiver=None):
         self.tmp = tmp_path
         self.iface = "otlpt%05d" % random.randint(0, 99999)
         self.ns = "%s-%d" % (os.environ.get("OTLP_RIG_PREFIX", "otlp-rig-%d" % os.getpid()),
@@ -59,9 +68,19 @@ class DpdkRig:
             "dataplane": {"mode": "dpdk", "workers": workers,
                           "dpdk": {"eal_args": eal, "ip": SERVICE_IP,
                                    "time_wait_ms": 500, "max_conns_per_lcore": 1024}},
-            "receiver": {"host": "0.0.0.0", "http_port": 4318},
+            "receiver": {"host": "0.0.0.0", "http_port": 4318,
+                         "grpc_port": GRPC_PORT if grpc else 0},
         }
+        if batch:
+            over["batch"] = batch
+        if receiver:
+            over["receiver"].update(receiver)
         cfg = itlib.base_config(tmp_path, upstream=upstream, **over)
+        if upstream is not None:
+            # The test upstream is one Python process, slow on a loaded VM;
+            # with the default 3 s a timed-out export is retried although the
+            # upstream took it, and shows up there as duplicates.
+            cfg["exporter"]["timeout_ms"] = 20000
         if exporter:
             cfg["exporter"] = itlib.deep_merge(cfg["exporter"], exporter)
             if exporter.get("protocol") == "discard":
@@ -121,6 +140,64 @@ class DpdkRig:
 
     def metrics(self):
         return self.gw.metrics()
+
+    def grpc_export(self, files, use_gzip=False, retry=0.0, timeout=120):
+        """Send each file (a serialized ExportTraceServiceRequest) with
+        grpc_client.py (python3-grpcio) from inside the namespace, all
+        concurrently over one channel. Returns (exit code, result dict).
+        Skips the test without python3-grpcio."""
+        if importlib.util.find_spec("grpc") is None:
+            pytest.skip("python3-grpcio not installed")
+        args = ["/usr/bin/python3", GRPC_CLIENT, "--target", GRPC_TARGET, "--retry", str(retry)]
+        if use_gzip:
+            args.append("--gzip")
+        p = self.ns_run(args + [str(f) for f in files], timeout=timeout)
+        out = p.stdout.decode()
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise AssertionError("grpc_client.py: %s %s" % (out, p.stderr.decode()))
+        return p.returncode, res
+
+    def h2load(self, body_file, n, conns, streams, timeout=180):
+        """h2load (nghttp2-client) from inside the namespace: n gRPC Export
+        calls with body_file (already gRPC-framed) over `conns` connections
+        with `streams` concurrent streams each. Returns the parsed summary."""
+        p = self.ns_run(["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams), "-d",
+                         str(body_file), "-H", "content-type: application/grpc", "-H",
+                         "te: trailers", GRPC_EXPORT_URL], timeout=timeout)
+        out = p.stdout.decode()
+        assert p.returncode == 0, out + p.stderr.decode()
+        res = {"out": out}
+        m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+        res["seconds"] = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+        res["rps"] = float(m.group(3))
+        m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", out)
+        res.update(total=int(m.group(1)), done=int(m.group(2)), succeeded=int(m.group(3)),
+                   failed=int(m.group(4)), errored=int(m.group(5)))
+        m = re.search(r"status codes: (\d+) 2xx", out)
+        res["2xx"] = int(m.group(1))
+        m = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+        res["mean_latency"] = m.group(1) if m else "?"
+        return res
+
+
+def grpc_framed(data):
+    """One gRPC length-prefixed message: flag 0 (not compressed), length."""
+    return b"\0" + struct.pack(">I", len(data)) + data
+
+
+def gen_request(tmp, spans, grpc=False):
+    """bench/gen_request.py --spans N; with grpc the 5-byte message prefix."""
+    raw = tmp / ("gen-%d.pb" % spans)
+    subprocess.run(["/usr/bin/python3", GEN, "--spans", str(spans), "--out", str(raw)],
+                   check=True, capture_output=True)
+    if not grpc:
+        return raw
+    framed = tmp / ("gen-%d.grpc" % spans)
+    framed.write_bytes(grpc_framed(raw.read_bytes()))
+    return framed
 
 
 @pytest.fixture(scope="module")

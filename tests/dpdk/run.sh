@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # DPDK data-plane suite: otlp-service on net_tap, clients in a network
 # namespace (scripts/dpdk-tap-rig.sh). Needs root, libdpdk (Debian:
-# libdpdk-dev dpdk), curl, iproute2, and for parts of it iputils-ping, wrk
-# and tc (netem).
+# libdpdk-dev dpdk), curl, iproute2, and for parts of it iputils-ping, wrk,
+# tc (netem), h2load (nghttp2-client) and python3-grpcio (OTLP/gRPC).
 #
 #   tests/dpdk/run.sh [path/to/otlp-service] [extra pytest args...]
 #
