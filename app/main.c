@@ -26,9 +26,17 @@
 #include "pipeline/pipeline.h"
 #include "receiver/receiver.h"
 #include "sock/sock.h"
+#include "tls/tls.h"
 #include "dpdk/dpdk_server.h"
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested; /* SIGHUP: reload TLS certificates */
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
 
 static void on_signal(int sig)
 {
@@ -198,6 +206,9 @@ static int run(const char *path)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction sh = {.sa_handler = on_hup};
+    sigemptyset(&sh.sa_mask);
+    sigaction(SIGHUP, &sh, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     struct obs_registry *reg = NULL;
@@ -208,6 +219,7 @@ static int run(const char *path)
     struct control_server *ctl = NULL;
     struct sock_server *srv = NULL;
     struct dpdk_server *dsrv = NULL; /* dataplane.mode: dpdk, instead of srv */
+    struct tls_ctx *tls = NULL;      /* receiver.tls.enabled */
     unsigned shard_export = n_workers, shard_control = n_workers + 1;
     rc = 1;
 
@@ -234,6 +246,16 @@ static int run(const char *path)
         obs_gauge_func_register(reg, "otlp_pool_free_batches", "Batch buffers free in the pool", "",
                                 free_batches_fn, pipe) < 0)
         goto fail;
+    if (cfg.receiver.tls.enabled) {
+        if (dpdk) {
+            log_error("receiver.tls is not available in dataplane.mode dpdk yet", "");
+            goto fail;
+        }
+        if ((rc = tls_ctx_create(&cfg.receiver.tls, reg, n_workers, &tls)) < 0) {
+            log_error("cannot set up TLS", "error=%s", strerror(-rc));
+            goto fail;
+        }
+    }
     if ((rc = receiver_create(&cfg, pipe, reg, n_workers, &recv)) < 0) {
         log_error("cannot create receiver", "error=%s", strerror(-rc));
         goto fail;
@@ -249,7 +271,8 @@ static int run(const char *path)
     }
     if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
         (rc = dpdk ? dpdk_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &dsrv)
-                   : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0) {
+                   : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0 ||
+        (tls != NULL && (rc = sock_server_set_tls(srv, tls)) < 0)) {
         log_error("cannot create servers", "error=%s", strerror(-rc));
         goto fail;
     }
@@ -263,12 +286,19 @@ static int run(const char *path)
     health_set_started();
     log_info("otlp-service started", "version=%s workers=%u exporter=%s queue=%u",
              OTLP_SERVICE_VERSION, n_workers,
-             cfg.exporter.protocol == EXPORTER_FILE ? "file" : "otlp_http",
+             config_exporter_protocol_name(cfg.exporter.protocol),
              cfg.batch.max_queue_size);
 
     while (!stop_requested) {
         struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        if (reload_requested) {
+            reload_requested = 0;
+            if (tls != NULL)
+                tls_ctx_reload(tls); /* logs the outcome; keeps the old certificates on error */
+            else
+                log_info("SIGHUP: no TLS certificates to reload", "");
+        }
     }
 
     /* Graceful stop: refuse new work, finish requests in flight, flush
@@ -291,6 +321,7 @@ out:
     sock_server_destroy(srv);
     control_server_destroy(ctl);
     dpdk_server_destroy(dsrv); /* after the control plane: its metric functions read it */
+    tls_ctx_destroy(tls);      /* after the workers and the control plane (metrics) */
     export_runner_destroy(exp);
     receiver_destroy(recv);
     grpc_receiver_destroy(grecv);

@@ -16,6 +16,9 @@ meson test -C build-test --print-errorlogs --num-processes 2
 echo "== integration tests"
 OTLP_SERVICE_BIN="$PWD/build-test/app/otlp-service" bash tests/integration/run.sh
 
+echo "== Kafka exporter against librdkafka's mock cluster, read back with kafkajs"
+bash tests/kafka/run.sh "$PWD/build-test/app/otlp-service"
+
 echo "== DPDK data plane (EAL + net_tap in a network namespace, userspace TCP)"
 OTLP_SERVICE_BIN="$PWD/build-test/app/otlp-service" bash tests/dpdk/run.sh
 

@@ -817,6 +817,25 @@ static void validate(struct loader *L)
         report(L, blame(L, has_cert ? "exporter.tls.cert_file" : "exporter.tls.key_file", NULL),
                has_cert ? "exporter.tls.cert_file" : "exporter.tls.key_file",
                "exporter.tls.cert_file and exporter.tls.key_file must be set together");
+    const struct receiver_tls_config *rt = &c->receiver.tls;
+    if (rt->enabled) {
+        static const char *const need[] = {"receiver.tls.cert_file", "receiver.tls.key_file"};
+        const char *const have[] = {rt->cert_file, rt->key_file};
+        for (unsigned i = 0; i < ARRAY_SIZE(need); i++)
+            if (have[i] == NULL || *have[i] == '\0')
+                report(L, blame(L, need[i], "receiver.tls.enabled"), need[i],
+                       "required when receiver.tls.enabled is true");
+        if (rt->client_auth != TLS_CLIENT_AUTH_NONE && (rt->ca_file == NULL || *rt->ca_file == '\0'))
+            report(L, blame(L, "receiver.tls.ca_file", "receiver.tls.client_auth"),
+                   "receiver.tls.ca_file",
+                   "required when receiver.tls.client_auth is request or require (the CAs "
+                   "client certificates are verified against)");
+    }
+
+    if (c->spool.segment_bytes > c->spool.max_bytes)
+        report(L, blame(L, "spool.segment_bytes", "spool.max_bytes"), "spool.segment_bytes",
+               "%" PRIu64 " is larger than spool.max_bytes (%" PRIu64 ")", c->spool.segment_bytes,
+               c->spool.max_bytes);
 
     /* DPDK mode: the port needs an address; the gateway must be reachable. */
     const struct dpdk_config *d = &c->dataplane.dpdk;

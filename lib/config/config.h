@@ -31,8 +31,34 @@ struct config_kv_list {
 struct service_config {
     char *name;      /* service.name: reported in logs */
     char *log_level; /* debug|info|warn|error */
-    char *data_dir;  /* where the file exporter (and later the spool) writes */
+    char *data_dir;  /* where the file exporter and the spool write */
     uint32_t shutdown_timeout_ms;
+};
+
+/* receiver.tls.client_auth: does a client need a certificate (mTLS)? */
+enum tls_client_auth {
+    TLS_CLIENT_AUTH_NONE = 0,    /* none asked for */
+    TLS_CLIENT_AUTH_REQUEST = 1, /* asked for; verified when sent */
+    TLS_CLIENT_AUTH_REQUIRE = 2, /* a verified certificate is required */
+};
+/* receiver.tls.min_version */
+enum tls_min_version { TLS_MIN_VERSION_1_2 = 0, TLS_MIN_VERSION_1_3 = 1 };
+
+/* receiver.tls: TLS on both OTLP listeners (lib/tls, socket mode). */
+struct receiver_tls_config {
+    bool enabled;
+    char *cert_file; /* PEM: the server certificate, then its intermediates */
+    char *key_file;  /* PEM private key of cert_file */
+    char *ca_file;   /* PEM CAs that sign client certificates (mTLS) */
+    enum tls_client_auth client_auth;
+    enum tls_min_version min_version;
+    char *ciphers; /* OpenSSL cipher list for TLS 1.2; "": OpenSSL's default */
+};
+
+/* receiver.auth: bearer tokens both receivers require when any is set. */
+struct receiver_auth_config {
+    char *bearer_tokens; /* comma-separated; "": none */
+    char *token_file;    /* one token per line; "": none */
 };
 
 struct receiver_config {
@@ -48,6 +74,8 @@ struct receiver_config {
     uint32_t request_timeout_ms;     /* a started request must complete within this (slowloris) */
     uint32_t retry_after_s;          /* Retry-After sent with 429/503 */
     uint32_t max_nesting_depth;      /* protobuf message nesting limit */
+    struct receiver_tls_config tls;   /* receiver.tls */
+    struct receiver_auth_config auth; /* receiver.auth */
 };
 
 enum dataplane_mode { DATAPLANE_SOCKET = 0, DATAPLANE_DPDK = 1 };
@@ -103,13 +131,65 @@ struct tls_client_config {
     char *server_name;
 };
 
-enum exporter_protocol { EXPORTER_FILE = 0, EXPORTER_OTLP_HTTP = 1, EXPORTER_DISCARD = 2 };
+enum exporter_protocol {
+    EXPORTER_FILE = 0,
+    EXPORTER_OTLP_HTTP = 1,
+    EXPORTER_DISCARD = 2,
+    EXPORTER_NATS = 3,
+    EXPORTER_GRPC = 4,
+    EXPORTER_KAFKA = 5,
+};
 enum exporter_compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1 };
 
 struct file_exporter_config {
     char *path;              /* directory; default <data_dir>/export */
     uint64_t max_file_bytes; /* rotate after this size */
     uint32_t max_files;      /* keep this many rotated files per signal */
+};
+
+/* exporter.nats: NATS JetStream (exporter.protocol: nats). One message per
+ * batch on <subject_prefix>.<signal> (or the explicit subject). */
+struct nats_exporter_config {
+    char *servers;                       /* comma-separated nats:// or tls:// URLs */
+    char *subject_prefix;                /* "otlp": otlp.traces, otlp.metrics, otlp.logs */
+    char *traces_subject;                /* "": <subject_prefix>.traces */
+    char *metrics_subject;               /* "": <subject_prefix>.metrics */
+    char *logs_subject;                  /* "": <subject_prefix>.logs */
+    char *stream;                        /* stream name ("OTLP") */
+    bool create_stream;                  /* create the stream at start when missing */
+    uint32_t stream_replicas;            /* 1..5, for a created stream */
+    uint64_t stream_max_bytes;           /* 0: unlimited, for a created stream */
+    uint32_t stream_duplicate_window_ms; /* 0: derived from exporter.retry */
+    uint32_t max_pending;                /* outstanding asynchronous publishes */
+    char *credentials_file;              /* NATS .creds file (JWT + NKey seed) */
+};
+
+/* exporter.kafka: Kafka through librdkafka (exporter.protocol: kafka). Topics,
+ * encodings and message keys as the OpenTelemetry Collector's Kafka exporter
+ * writes them, so its Kafka receiver reads what we produce. */
+enum kafka_encoding { KAFKA_ENCODING_OTLP_PROTO = 0, KAFKA_ENCODING_OTLP_JSON = 1 };
+enum kafka_compression {
+    KAFKA_COMPRESSION_NONE = 0,
+    KAFKA_COMPRESSION_GZIP = 1,
+    KAFKA_COMPRESSION_SNAPPY = 2,
+    KAFKA_COMPRESSION_LZ4 = 3,
+    KAFKA_COMPRESSION_ZSTD = 4,
+};
+
+struct kafka_exporter_config {
+    char *brokers;                                 /* bootstrap "host:port,host:port" */
+    char *traces_topic;                            /* otlp_spans */
+    char *metrics_topic;                           /* otlp_metrics */
+    char *logs_topic;                              /* otlp_logs */
+    enum kafka_encoding encoding;                  /* payload of each message */
+    bool partition_traces_by_id;                   /* one trace per message, key = hex id */
+    bool partition_metrics_by_resource_attributes; /* key = hash of the resource */
+    bool partition_logs_by_resource_attributes;    /* key = hash of the resource */
+    enum kafka_compression compression;            /* compression.codec */
+    char *client_id;                               /* client.id */
+    uint32_t max_message_bytes;                    /* message.max.bytes; batches are split */
+    uint32_t statistics_interval_ms;               /* librdkafka statistics -> /metrics; 0: off */
+    struct config_kv_list properties;              /* librdkafka properties, passed as-is */
 };
 
 struct exporter_config {
@@ -121,6 +201,8 @@ struct exporter_config {
     struct tls_client_config tls;
     struct retry_config retry;
     struct file_exporter_config file;
+    struct nats_exporter_config nats;
+    struct kafka_exporter_config kafka;
 };
 
 struct control_config {
@@ -132,6 +214,19 @@ struct resources_config {
     struct config_kv_list attributes; /* upserted into every Resource */
 };
 
+/* spool.fsync: when appended records are forced to disk (docs/spool.md). */
+enum spool_fsync { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_INTERVAL = 1, SPOOL_FSYNC_NEVER = 2 };
+
+/* spool: the on-disk spool of batches the upstream could not take (lib/spool). */
+struct spool_config {
+    bool enabled;
+    char *dir;              /* segment directory; "" means <service.data_dir>/spool */
+    uint64_t max_bytes;     /* most disk space the segment files may take */
+    uint64_t segment_bytes; /* start a new segment file past this size */
+    enum spool_fsync fsync;
+    uint32_t fsync_interval_ms; /* fsync: interval */
+};
+
 struct svc_config {
     struct service_config service;
     struct receiver_config receiver;
@@ -140,6 +235,7 @@ struct svc_config {
     struct exporter_config exporter;
     struct control_config control;
     struct resources_config resources;
+    struct spool_config spool;
 };
 
 /* Fill `cfg` with the built-in defaults from the key tables (the values in
@@ -188,7 +284,8 @@ int config_write_reference(struct buf *out);
 
 /* Append the effective configuration `cfg` as YAML that config_load() reads
  * back to the same values (every key, '$' written as '$$'). With `redact`,
- * exporter.headers values (credentials) are written as "<redacted>".
+ * credentials (exporter.headers values, receiver.auth.bearer_tokens) are
+ * written as "<redacted>".
  * Returns 0, -EINVAL, -ENOMEM, -EMSGSIZE. */
 int config_write_yaml(const struct svc_config *cfg, bool redact, struct buf *out);
 
@@ -227,5 +324,6 @@ int config_parse_ipv4(const char *s, uint32_t *ip);
 const char *config_dataplane_mode_name(enum dataplane_mode m);
 const char *config_exporter_protocol_name(enum exporter_protocol p);
 const char *config_compression_name(enum exporter_compression c);
+const char *config_spool_fsync_name(enum spool_fsync f);
 
 #endif

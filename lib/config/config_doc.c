@@ -261,7 +261,9 @@ static int write_value(const struct svc_config *cfg, const struct config_section
     case CONFIG_T_STR:
         rc = buf_append_str(out, " ");
         if (rc == 0)
-            rc = quoted(out, *(char *const *)f != NULL ? *(char *const *)f : "");
+            rc = quoted(out, *(char *const *)f == NULL      ? ""
+                             : redact && k->secret && **(char *const *)f ? "<redacted>"
+                                                                         : *(char *const *)f);
         return rc == 0 ? buf_append_str(out, "\n") : rc;
     case CONFIG_T_KV: {
         const struct config_kv_list *l = f;

@@ -52,6 +52,7 @@ struct config_key {
     /* CONFIG_T_STR: extra syntax check; NULL when fine, else a static reason. */
     const char *(*check)(const char *value);
     const struct config_kv_rules *kv; /* CONFIG_T_KV only */
+    bool secret; /* CONFIG_T_STR: a credential, redacted by config_write_yaml */
     const char *values_doc;           /* overrides the generated "range" column */
     const char *help;
 };

@@ -81,12 +81,44 @@ static const char *const exporter_protocol_names[] = {
     [EXPORTER_FILE] = "file",
     [EXPORTER_OTLP_HTTP] = "otlp_http",
     [EXPORTER_DISCARD] = "discard",
+    [EXPORTER_NATS] = "nats",
+    [EXPORTER_GRPC] = "grpc",
+    [EXPORTER_KAFKA] = "kafka",
     NULL,
 };
 static const char *const compression_names[] = {
     [COMPRESSION_NONE] = "none",
     [COMPRESSION_GZIP] = "gzip",
     NULL,
+};
+static const char *const spool_fsync_names[] = {
+    [SPOOL_FSYNC_ALWAYS] = "always",
+    [SPOOL_FSYNC_INTERVAL] = "interval",
+    [SPOOL_FSYNC_NEVER] = "never",
+    NULL,
+};
+
+static const char *const tls_client_auth_names[] = {
+    [TLS_CLIENT_AUTH_NONE] = "none",
+    [TLS_CLIENT_AUTH_REQUEST] = "request",
+    [TLS_CLIENT_AUTH_REQUIRE] = "require",
+    NULL,
+};
+static const char *const tls_min_version_names[] = {
+    [TLS_MIN_VERSION_1_2] = "1.2",
+    [TLS_MIN_VERSION_1_3] = "1.3",
+    NULL,
+};
+
+static const char *const kafka_encoding_names[] = {
+    [KAFKA_ENCODING_OTLP_PROTO] = "otlp_proto",
+    [KAFKA_ENCODING_OTLP_JSON] = "otlp_json",
+    NULL,
+};
+static const char *const kafka_compression_names[] = {
+    [KAFKA_COMPRESSION_NONE] = "none",     [KAFKA_COMPRESSION_GZIP] = "gzip",
+    [KAFKA_COMPRESSION_SNAPPY] = "snappy", [KAFKA_COMPRESSION_LZ4] = "lz4",
+    [KAFKA_COMPRESSION_ZSTD] = "zstd",     NULL,
 };
 
 static const char *name_at(const char *const *names, size_t n, unsigned v)
@@ -107,6 +139,11 @@ const char *config_exporter_protocol_name(enum exporter_protocol p)
 const char *config_compression_name(enum exporter_compression c)
 {
     return name_at(compression_names, ARRAY_SIZE(compression_names), (unsigned)c);
+}
+
+const char *config_spool_fsync_name(enum spool_fsync f)
+{
+    return name_at(spool_fsync_names, ARRAY_SIZE(spool_fsync_names), (unsigned)f);
 }
 
 /* --- string checks (return NULL or a static reason) --- */
@@ -201,6 +238,104 @@ static const char *check_attr_name(const char *s)
     return *s == '\0' ? "attribute name must not be empty" : NULL;
 }
 
+/* NATS subject to publish to: tokens separated by '.', none empty, no
+ * wildcards, no blanks (NATS protocol: subjects are case-sensitive tokens). */
+static const char *check_nats_subject(const char *s)
+{
+    if (*s == '\0')
+        return NULL; /* empty: derived from subject_prefix */
+    if (*s == '.' || s[strlen(s) - 1] == '.' || strstr(s, "..") != NULL)
+        return "must be tokens separated by single dots (no empty token)";
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= ' ' || c == 0x7f)
+            return "must not contain spaces or control characters";
+        if (c == '*' || c == '>')
+            return "must not contain the wildcards * or >";
+    }
+    return NULL;
+}
+
+/* JetStream stream names: no blanks, '.', '*', '>', path separators. */
+static const char *check_nats_stream(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c <= ' ' || c == 0x7f || strchr(".*>/\\", c) != NULL)
+            return "must not contain spaces, control characters or . * > / \\";
+    }
+    return NULL;
+}
+
+/* Comma-separated NATS URLs: each nats://host[:port] or tls://host[:port],
+ * credentials (user:password@, token@) allowed; blanks around commas ok. */
+static const char *check_nats_servers(const char *s)
+{
+    const char *p = s;
+    unsigned n = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ",");
+        size_t end = len;
+        while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+            end--;
+        const char *host;
+        if (end > 7 && strncmp(p, "nats://", 7) == 0)
+            host = p + 7;
+        else if (end > 6 && strncmp(p, "tls://", 6) == 0)
+            host = p + 6;
+        else
+            return "each server must be a nats:// or tls:// URL with a host";
+        if (*host == '/' || *host == ':' || *host == ',')
+            return "each server must be a nats:// or tls:// URL with a host";
+        for (size_t i = 0; i < end; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c <= ' ' || c == 0x7f)
+                return "a server URL must not contain spaces or control characters";
+        }
+        n++;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    return n > 0 ? NULL : "needs at least one server";
+}
+
+/* RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+"
+ * / "/" ) *"=". A comma-separated list of them (blanks around commas are
+ * fine), or nothing. The reasons never quote the value: it is a credential. */
+static bool b64token_char(char ch)
+{
+    unsigned char c = (unsigned char)ch;
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("-._~+/", c) != NULL);
+}
+
+static const char *check_bearer_tokens(const char *s)
+{
+    static const char bad[] = "each token must be RFC 6750 b64token characters (letters, "
+                              "digits, -._~+/ and trailing =), tokens separated by commas";
+    const char *p = s + strspn(s, " \t");
+    if (*p == '\0')
+        return NULL;
+    for (;;) {
+        p += strspn(p, " \t");
+        size_t n = 0;
+        while (b64token_char(p[n]))
+            n++;
+        if (n == 0)
+            return *p == ',' || *p == '\0' ? "empty token in the list" : bad;
+        p += n + strspn(p + n, "=");
+        p += strspn(p, " \t");
+        if (*p == '\0')
+            return NULL;
+        if (*p != ',')
+            return bad;
+        p++;
+    }
+}
+
 static const struct config_kv_rules headers_rules = {
     .env_sep = '-',
     .icase = true,
@@ -217,6 +352,80 @@ static const struct config_kv_rules attributes_rules = {
     .check_name = check_attr_name,
     .check_value = NULL,
     .doc = "up to 64 entries",
+};
+
+/* Kafka bootstrap servers: comma-separated host:port, no blanks. */
+static const char *check_kafka_brokers(const char *s)
+{
+    const char *p = s;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        const char *colon = NULL;
+        for (const char *q = p; q < p + n; q++) {
+            if ((unsigned char)*q <= ' ' || *q == 0x7f)
+                return "must not contain blanks or control characters";
+            if (*q == ':')
+                colon = q;
+        }
+        if (colon == NULL || colon == p || colon + 1 == p + n)
+            return "each broker must be host:port";
+        for (const char *q = colon + 1; q < p + n; q++) {
+            if (*q < '0' || *q > '9')
+                return "each broker must be host:port";
+        }
+        if (p[n] == '\0')
+            return NULL;
+        p += n + 1;
+    }
+}
+
+/* Kafka topic names: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
+static const char *check_kafka_topic(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 249)
+        return "a Kafka topic name has at most 249 characters";
+    if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return "a Kafka topic name cannot be . or ..";
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return "a Kafka topic name holds only letters, digits, '.', '_' and '-'";
+    }
+    return NULL;
+}
+
+/* librdkafka property names are lower-case words joined by '.' and '_'. */
+static const char *check_kafka_property(const char *s)
+{
+    if (*s == '\0')
+        return "property name must not be empty";
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_'))
+            return "property names are librdkafka's (lower case, digits, '.', '_')";
+    }
+    return NULL;
+}
+
+static const char *check_kafka_property_value(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < ' ' || *p == 0x7f)
+            return "property value must not contain control characters";
+    }
+    return NULL;
+}
+
+static const struct config_kv_rules kafka_properties_rules = {
+    .env_sep = '.',
+    .icase = false,
+    .secret = true, /* sasl.password, ssl.key.password */
+    .check_name = check_kafka_property,
+    .check_value = check_kafka_property_value,
+    .doc = "up to 64 librdkafka properties",
 };
 
 /* --- the tables --- */
@@ -257,6 +466,42 @@ static const struct config_key receiver_keys[] = {
             "Retry-After value (seconds) sent with 429 and 503 responses."),
     KEY_U32(receiver_config, max_nesting_depth, "32", 8, 128,
             "Deepest protobuf/JSON message nesting accepted in a request."),
+};
+
+static const struct config_key receiver_tls_keys[] = {
+    KEY_BOOL(receiver_tls_config, enabled, "false",
+             "Serve OTLP/HTTP and OTLP/gRPC over TLS (1.2 and 1.3; ALPN http/1.1 on "
+             "http_port, h2 on grpc_port). Socket mode only. SIGHUP reloads the files."),
+    KEY_STR(receiver_tls_config, cert_file, "", 0, NULL, "path",
+            "PEM server certificate followed by its intermediates; required when enabled."),
+    KEY_STR(receiver_tls_config, key_file, "", 0, NULL, "path",
+            "PEM private key of cert_file; required when enabled. A file readable by group "
+            "or others gets a warning."),
+    KEY_STR(receiver_tls_config, ca_file, "", 0, NULL, "path",
+            "PEM CA certificates that sign client certificates; required when client_auth "
+            "is not none."),
+    KEY_ENUM(receiver_tls_config, client_auth, enum tls_client_auth, tls_client_auth_names,
+             "none",
+             "Client certificates (mTLS): not asked for; asked for and verified when sent; "
+             "required and verified."),
+    KEY_ENUM(receiver_tls_config, min_version, enum tls_min_version, tls_min_version_names, "1.2",
+             "Oldest TLS version accepted."),
+    KEY_STR(receiver_tls_config, ciphers, "", 0, NULL, "OpenSSL cipher list",
+            "TLS 1.2 cipher list in OpenSSL syntax (e.g. `ECDHE+AESGCM:ECDHE+CHACHA20`); "
+            "empty: OpenSSL's default. TLS 1.3 suites are OpenSSL's defaults."),
+};
+
+static const struct config_key receiver_auth_keys[] = {
+    {.name = "bearer_tokens", .type = CONFIG_T_STR,
+     .offset = CK_OFF(receiver_auth_config, bearer_tokens, char *), .def = "",
+     .check = check_bearer_tokens, .secret = true,
+     .values_doc = "comma-separated tokens",
+     .help = "Accepted bearer tokens. When this or token_file names any, requests without "
+             "`Authorization: Bearer <token>` get 401 (HTTP) or UNAUTHENTICATED (gRPC). "
+             "Never logged; redacted in printed configs. Prefer ${VAR} or token_file."},
+    KEY_STR(receiver_auth_config, token_file, "", 0, NULL, "path",
+            "File with more accepted bearer tokens, one per line (blank lines and lines "
+            "starting with # are skipped); read at start."),
 };
 
 static const struct config_key dataplane_keys[] = {
@@ -318,11 +563,13 @@ static const struct config_key batch_keys[] = {
 
 static const struct config_key exporter_keys[] = {
     KEY_ENUM(exporter_config, protocol, enum exporter_protocol, exporter_protocol_names, "file",
-             "Where batches go: files under exporter.file.path, an OTLP/HTTP upstream, or discard "
-             "(acknowledge and discard: for benchmarks)."),
+             "Where batches go: files under exporter.file.path, an OTLP/HTTP upstream, an OTLP/gRPC "
+             "upstream (grpc), Kafka topics (kafka, see exporter.kafka), or discard (acknowledge "
+             "and discard: for benchmarks)."),
     KEY_STR(exporter_config, endpoint, "", 0, check_endpoint, "`http://` or `https://` URL",
             "Upstream base URL; /v1/traces, /v1/metrics, /v1/logs are appended. Required "
-            "for otlp_http."),
+            "for otlp_http. For grpc: `http://host:port` (h2c) or `https://host:port` (TLS); "
+            "a path is ignored."),
     KEY_U32(exporter_config, timeout_ms, "10000", 100, 600000,
             "Time allowed for one export request (ms)."),
     KEY_ENUM(exporter_config, compression, enum exporter_compression, compression_names, "gzip",
@@ -367,6 +614,98 @@ static const struct config_key file_keys[] = {
             "Rotated files kept per signal; the oldest is deleted."),
 };
 
+static const struct config_key nats_keys[] = {
+    KEY_STR(nats_exporter_config, servers, "nats://127.0.0.1:4222", 1, check_nats_servers,
+            "comma-separated `nats://` or `tls://` URLs",
+            "NATS servers to connect to (any of them; the client learns the rest of the "
+            "cluster). user:password@ in a URL authenticates."),
+    KEY_STR(nats_exporter_config, subject_prefix, "otlp", 1, check_nats_subject, "NATS subject",
+            "Batches go to <subject_prefix>.traces, .metrics and .logs unless the subject of "
+            "the signal is set below."),
+    KEY_STR(nats_exporter_config, traces_subject, "", 0, check_nats_subject,
+            "NATS subject or empty", "Subject for traces; empty: <subject_prefix>.traces."),
+    KEY_STR(nats_exporter_config, metrics_subject, "", 0, check_nats_subject,
+            "NATS subject or empty", "Subject for metrics; empty: <subject_prefix>.metrics."),
+    KEY_STR(nats_exporter_config, logs_subject, "", 0, check_nats_subject,
+            "NATS subject or empty", "Subject for logs; empty: <subject_prefix>.logs."),
+    KEY_STR(nats_exporter_config, stream, "OTLP", 1, check_nats_stream, "JetStream stream name",
+            "JetStream stream that stores the three subjects."),
+    KEY_BOOL(nats_exporter_config, create_stream, "true",
+             "Create the stream (file storage, limits retention) when it does not exist; an "
+             "existing stream is used as it is."),
+    KEY_U32(nats_exporter_config, stream_replicas, "1", 1, 5,
+            "Replicas of a created stream (3 on a 3-node cluster survives one node)."),
+    KEY_SIZE64(nats_exporter_config, stream_max_bytes, "0", 0, 1024 * GIB,
+               "Size limit of a created stream; the oldest messages go first. 0: unlimited."),
+    KEY_U32(nats_exporter_config, stream_duplicate_window_ms, "0", 0, DAY_MS,
+            "Duplicate-detection window of a created stream (ms); 0: exporter.retry."
+            "max_elapsed_ms + exporter.timeout_ms, at least 2 minutes, so every retry of a "
+            "batch is recognised as a duplicate."),
+    KEY_U32(nats_exporter_config, max_pending, "256", 1, 65536,
+            "Most publishes awaiting their JetStream acknowledgement; at most "
+            "batch.max_concurrent_exports are used."),
+    KEY_STR(nats_exporter_config, credentials_file, "", 0, NULL, "path",
+            "NATS credentials file (user JWT and NKey seed); empty: none."),
+};
+
+static const struct config_key spool_keys[] = {
+    KEY_BOOL(spool_config, enabled, "false",
+             "Keep batches the upstream cannot take in time (retries exhausted, export queue "
+             "above 80% or batch pool running low, shutdown) in segment files on disk and replay "
+             "them in order when the upstream recovers and after a restart. See docs/spool.md."),
+    KEY_STR(spool_config, dir, "", 0, NULL, "path",
+            "Directory of the segment files (created if missing, locked against a second "
+            "instance); empty means <data_dir>/spool."),
+    KEY_SIZE64(spool_config, max_bytes, "1GiB", 1 * MIB, 16384 * GIB,
+               "Most disk space the segment files may take; when reached, batches stay in "
+               "memory and clients get 429/503 once the queue is full. At least segment_bytes."),
+    KEY_SIZE64(spool_config, segment_bytes, "64MiB", 64 * KIB, 4 * GIB,
+               "Start a new segment file past this size; a segment is deleted once every record "
+               "in it was delivered."),
+    KEY_ENUM(spool_config, fsync, enum spool_fsync, spool_fsync_names, "interval",
+             "When appended records are forced to disk: after every record, every "
+             "fsync_interval_ms, or never (left to the kernel; survives kill -9, not power "
+             "loss)."),
+    KEY_U32(spool_config, fsync_interval_ms, "1000", 1, 600000,
+            "Period of the fsync for fsync: interval (ms)."),
+};
+
+static const struct config_key kafka_keys[] = {
+    KEY_STR(kafka_exporter_config, brokers, "localhost:9092", 1, check_kafka_brokers,
+            "comma-separated `host:port`", "Bootstrap brokers (librdkafka bootstrap.servers)."),
+    KEY_STR(kafka_exporter_config, traces_topic, "otlp_spans", 1, check_kafka_topic, "topic name",
+            "Topic for traces (the OpenTelemetry Collector's default)."),
+    KEY_STR(kafka_exporter_config, metrics_topic, "otlp_metrics", 1, check_kafka_topic,
+            "topic name", "Topic for metrics."),
+    KEY_STR(kafka_exporter_config, logs_topic, "otlp_logs", 1, check_kafka_topic, "topic name",
+            "Topic for logs."),
+    KEY_ENUM(kafka_exporter_config, encoding, enum kafka_encoding, kafka_encoding_names,
+             "otlp_proto",
+             "Message payload: an Export*ServiceRequest as protobuf or as OTLP JSON."),
+    KEY_BOOL(kafka_exporter_config, partition_traces_by_id, "true",
+             "Split trace batches so each message holds the spans of one trace, keyed by the "
+             "trace id in hex: all spans of a trace land on one partition."),
+    KEY_BOOL(kafka_exporter_config, partition_metrics_by_resource_attributes, "false",
+             "Key metric messages by a hash of the resource attributes (the Collector's key), "
+             "one message per resource."),
+    KEY_BOOL(kafka_exporter_config, partition_logs_by_resource_attributes, "false",
+             "Key log messages by a hash of the resource attributes, one message per resource."),
+    KEY_ENUM(kafka_exporter_config, compression, enum kafka_compression, kafka_compression_names,
+             "none", "Compression of produced record batches (librdkafka compression.codec)."),
+    KEY_STR(kafka_exporter_config, client_id, "otlp-service", 1, NULL, NULL,
+            "Client id sent to the brokers."),
+    KEY_SIZE32(kafka_exporter_config, max_message_bytes, "1000000", 1 * KIB, 1000000000,
+               "Largest message (librdkafka message.max.bytes); bigger batches are split, at "
+               "trace or resource boundaries first."),
+    KEY_U32(kafka_exporter_config, statistics_interval_ms, "5000", 0, DAY_MS,
+            "How often librdkafka statistics refresh the otlp_kafka_* metrics (ms); 0 turns "
+            "them off."),
+    KEY_KV(kafka_exporter_config, properties, &kafka_properties_rules,
+           "librdkafka configuration properties passed as they are (TLS: security.protocol, "
+           "ssl.ca.location...; SASL: sasl.mechanisms, sasl.username, sasl.password...). Values "
+           "are redacted in dumped configs."),
+};
+
 static const struct config_key control_keys[] = {
     KEY_STR(control_config, host, "0.0.0.0", 1, NULL, NULL,
             "Address of the control plane (health probes, /metrics)."),
@@ -389,6 +728,10 @@ const struct config_section config_sections[] = {
     SECTION("service", service, service_keys, "The process as a whole."),
     SECTION("receiver", receiver, receiver_keys,
             "The OTLP listeners and the limits applied to each request."),
+    SECTION("receiver.tls", receiver.tls, receiver_tls_keys,
+            "TLS on the OTLP listeners (docs/tls.md)."),
+    SECTION("receiver.auth", receiver.auth, receiver_auth_keys,
+            "Bearer-token authentication of OTLP requests (docs/tls.md)."),
     SECTION("dataplane", dataplane, dataplane_keys,
             "How packets reach the workers, and which CPUs run them."),
     SECTION("dataplane.dpdk", dataplane.dpdk, dpdk_keys,
@@ -401,8 +744,14 @@ const struct config_section config_sections[] = {
     SECTION("exporter.tls", exporter.tls, tls_keys, "TLS towards the upstream (https://)."),
     SECTION("exporter.file", exporter.file, file_keys,
             "The file exporter (exporter.protocol: file)."),
+    SECTION("exporter.nats", exporter.nats, nats_keys,
+            "The NATS JetStream exporter (exporter.protocol: nats)."),
+    SECTION("exporter.kafka", exporter.kafka, kafka_keys,
+            "The Kafka exporter (exporter.protocol: kafka)."),
     SECTION("control", control, control_keys, "The control plane listener."),
     SECTION("resources", resources, resources_keys, "Resource attributes added to all data."),
+    SECTION("spool", spool, spool_keys,
+            "The disk spool for batches the upstream cannot take (docs/spool.md)."),
 };
 
 const unsigned config_n_sections = ARRAY_SIZE(config_sections);

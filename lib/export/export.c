@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The export thread: pipeline rings -> exporter, with a bounded number of
- * exports in flight, a retry list ordered by due time, and the exported /
- * dropped accounting that /metrics and the health probe show. */
+ * exports in flight, a retry list ordered by due time, the disk spool for
+ * what cannot wait in memory (spool.enabled), and the exported / dropped
+ * accounting that /metrics and the health probe show. */
 #include "export/export.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include "obs/metrics.h"
 #include "otlp/otlp.h"
 #include "pipeline/pipeline.h"
+#include "spool/spool.h"
 
 const char *const export_drop_reasons[EXPORT_DROP_COUNT] = {
 #define EXPORT_DROP_STR_(e, s) [EXPORT_DROP_##e] = s,
@@ -34,6 +36,16 @@ static const char *const export_result_labels[EXPORT_RESULT_COUNT] = {
 /* Longest poll, so the loop notices due retries and the stop flag even
  * when an exporter misses a wakeup. */
 #define EXPORT_POLL_MAX_MS 100
+/* With the spool enabled, batches waiting in memory (retries, ready batches)
+ * go to the spool while the items held in memory exceed this share of
+ * batch.max_queue_size, or while a worker has less than a quarter of its
+ * batch pool free, so clients keep getting 200 during an outage. */
+#define EXPORT_SPILL_QUEUE_PERCENT 80
+/* After the spool refused an append or failed a read, leave it alone this
+ * long (the batch stays in memory meanwhile). */
+#define EXPORT_SPOOL_BACKOFF_MS 250
+/* Longest poll while the queue is above half the spill mark. */
+#define EXPORT_SPOOL_WATCH_MS 10
 
 struct in_flight {
     struct batch *b;
@@ -61,7 +73,22 @@ struct export_runner {
 
     unsigned consecutive_drops;
     bool healthy;
-    struct log_ratelimit rl_drop, rl_retry, rl_partial;
+    struct log_ratelimit rl_drop, rl_retry, rl_partial, rl_spool;
+
+    /* disk spool (spool.enabled); NULL when off */
+    struct spool *spool;
+    struct batch *replay; /* max_in_flight batches read back from the spool */
+    uint64_t *replay_seq; /* spool sequence of replay[i] */
+    bool *replay_busy;    /* replay[i] holds a record not yet acknowledged */
+    unsigned n_replay_busy;
+    uint64_t spill_mark;          /* queued items above which waiting batches are spooled */
+    unsigned pool_low_mark;       /* ... or free batches of a worker below which */
+    uint64_t spool_retry_ms;      /* no spool access before (after an error) */
+    bool outage;                  /* the last attempt failed retryably, no success since */
+    bool turn_spool;              /* fill(): spool and pipeline take turns */
+    uint64_t replayed;            /* spooled batches the upstream accepted */
+    struct spool_stats spool_pub; /* counters as last published */
+    uint64_t replayed_pub;
 
     /* metric ids */
     uint32_t m_exported[OTLP_SIGNAL_COUNT];
@@ -69,6 +96,8 @@ struct export_runner {
     uint32_t m_requests;                   /* + sig * EXPORT_RESULT_COUNT + result */
     uint32_t m_duration;                   /* + sig */
     uint32_t m_in_flight, m_retry_queue;
+    uint32_t m_spool_bytes, m_spool_records, m_spool_segments, m_spool_capacity;
+    uint32_t m_spool_appends, m_spool_replayed, m_spool_corrupt, m_spool_full, m_spool_io_errors;
 };
 
 /* ---- backoff ---- */
@@ -167,6 +196,40 @@ static int register_metrics(struct export_runner *r)
     return 0;
 }
 
+/* The spool's figures (spool.enabled only, so a build without the spool
+ * configured shows none). */
+static int register_spool_metrics(struct export_runner *r)
+{
+    struct obs_registry *reg = r->reg;
+    int rc;
+    if ((rc = obs_gauge_register(reg, "otlp_spool_bytes", "Bytes of spool segment files on disk.",
+                                 NULL, 1, &r->m_spool_bytes)) < 0 ||
+        (rc = obs_gauge_register(reg, "otlp_spool_records",
+                                 "Batches in the spool not yet delivered.", NULL, 1,
+                                 &r->m_spool_records)) < 0 ||
+        (rc = obs_gauge_register(reg, "otlp_spool_segments", "Spool segment files.", NULL, 1,
+                                 &r->m_spool_segments)) < 0 ||
+        (rc = obs_gauge_register(reg, "otlp_spool_capacity_bytes", "spool.max_bytes", NULL, 1,
+                                 &r->m_spool_capacity)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_spool_appends_total", "Batches written to the spool.",
+                                   NULL, 1, &r->m_spool_appends)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_spool_replayed_total",
+                                   "Spooled batches the upstream accepted.", NULL, 1,
+                                   &r->m_spool_replayed)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_spool_corrupt_records_total",
+                                   "Torn or damaged spool records (or regions) skipped.", NULL, 1,
+                                   &r->m_spool_corrupt)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_spool_full_total",
+                                   "Spool appends refused: spool.max_bytes reached or disk full "
+                                   "(the batch stayed in memory).",
+                                   NULL, 1, &r->m_spool_full)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_spool_io_errors_total",
+                                   "Spool writes, reads or fsyncs that failed.", NULL, 1,
+                                   &r->m_spool_io_errors)) < 0)
+        return rc;
+    return 0;
+}
+
 static void count_request(struct export_runner *r, enum otlp_signal s, enum export_result_label k)
 {
     obs_counter_inc(r->reg, r->shard, r->m_requests + (uint32_t)s * EXPORT_RESULT_COUNT + k);
@@ -207,9 +270,169 @@ static struct batch *retry_pop(struct export_runner *r)
     return b;
 }
 
+/* Unlink *pp from the retry list and return it. */
+static struct batch *retry_unlink(struct export_runner *r, struct batch **pp)
+{
+    struct batch *b = *pp;
+    *pp = b->next;
+    b->next = NULL;
+    r->n_retry--;
+    return b;
+}
+
+/* ---- spool ---- */
+
+/* A batch read back from the spool (one of r->replay) rather than a pipeline
+ * batch. */
+static bool is_replay(const struct export_runner *r, const struct batch *b)
+{
+    return r->replay != NULL && b >= r->replay && b < r->replay + r->max_in_flight;
+}
+
+/* Done with a batch: a pipeline batch goes back to the pool (its items leave
+ * the queue budget), a replay batch frees its slot. The spool record of a
+ * replay batch is acknowledged separately, only once it was delivered or
+ * rejected for good; without that it stays on disk for the next start. */
+static void release_batch(struct export_runner *r, struct batch *b)
+{
+    if (is_replay(r, b)) {
+        size_t i = (size_t)(b - r->replay);
+        if (r->replay_busy[i]) {
+            r->replay_busy[i] = false;
+            r->n_replay_busy--;
+        }
+        b->body.len = 0;
+        b->items = 0;
+        return;
+    }
+    pipeline_release(r->p, b);
+}
+
+/* Acknowledge the spool record of a replay batch (delivered or rejected). */
+static void ack_replay(struct export_runner *r, struct batch *b)
+{
+    size_t i = (size_t)(b - r->replay);
+    int rc = spool_ack(r->spool, r->replay_seq[i]);
+    if (rc < 0 && log_ratelimit(&r->rl_spool, 1000, 5))
+        log_error("spool: acknowledgement failed", "seq=%" PRIu64 " error=%s suppressed=%u",
+                  r->replay_seq[i], strerror(-rc), r->rl_spool.suppressed);
+}
+
+/* Memory is about to refuse clients: the items held are above the spill
+ * mark (-> 429 queue_full soon), or a worker's batch pool runs low (many
+ * small batches waiting -> 503 pool_exhausted soon). */
+static bool under_pressure(const struct export_runner *r)
+{
+    return pipeline_queued_items(r->p) > r->spill_mark ||
+           pipeline_free_batches_min(r->p) < r->pool_low_mark;
+}
+
+/*
+ * Write pipeline batch `b` to the spool and give it back to the pool.
+ * Returns true when it is in the spool; false when the spool is off, `b` is
+ * a replay batch, or the spool refused it (full, I/O error: the caller still
+ * owns `b`, and the spool is left alone for EXPORT_SPOOL_BACKOFF_MS).
+ */
+static bool spill(struct export_runner *r, struct batch *b, uint64_t now)
+{
+    if (r->spool == NULL || is_replay(r, b) || now < r->spool_retry_ms)
+        return false;
+    int rc = spool_append(r->spool, b->signal, b->items, b->body.data, b->body.len);
+    if (rc < 0) {
+        r->spool_retry_ms = now + EXPORT_SPOOL_BACKOFF_MS;
+        if (log_ratelimit(&r->rl_spool, 1000, 5))
+            log_warn(rc == -ENOSPC ? "spool full (spool.max_bytes or disk), batch kept in memory"
+                                   : "spool append failed, batch kept in memory",
+                     "signal=%s items=%" PRIu64 " error=%s suppressed=%u",
+                     otlp_signal_names[b->signal], b->items, strerror(-rc), r->rl_spool.suppressed);
+        return false;
+    }
+    pipeline_release(r->p, b);
+    return true;
+}
+
+/*
+ * While the items in memory are above the spill mark, move batches that
+ * only wait (retries, earliest due first, then ready batches from the
+ * rings) to the spool, so workers keep admitting. Stops when the spool
+ * refuses; a ring batch it could not take waits in the retry list, due now.
+ */
+static void relieve_pressure(struct export_runner *r, uint64_t now)
+{
+    if (r->spool == NULL)
+        return;
+    while (now >= r->spool_retry_ms && under_pressure(r)) {
+        struct batch **pp = &r->retry_head;
+        while (*pp != NULL && is_replay(r, *pp))
+            pp = &(*pp)->next;
+        struct batch *b;
+        if (*pp != NULL) {
+            b = retry_unlink(r, pp);
+            if (!spill(r, b, now)) {
+                retry_insert(r, b);
+                return;
+            }
+            continue;
+        }
+        if ((b = pipeline_dequeue(r->p)) == NULL)
+            return;
+        if (!spill(r, b, now)) {
+            b->next_attempt_ms = now;
+            retry_insert(r, b);
+            return;
+        }
+    }
+}
+
+/*
+ * The next spooled batch to replay, read into a free replay slot. NULL when
+ * the spool is off or empty, every slot is taken, the runner is stopping, or
+ * the upstream is failing while something else is pending (during an outage
+ * a spooled batch is only tried as the single probe when memory holds
+ * nothing to try).
+ */
+static struct batch *replay_next(struct export_runner *r, uint64_t now)
+{
+    if (r->spool == NULL || r->n_replay_busy == r->max_in_flight || now < r->spool_retry_ms ||
+        atomic_load_explicit(&r->stopping, memory_order_relaxed))
+        return NULL;
+    if (r->outage && (r->n_in_flight > 0 || r->retry_head != NULL))
+        return NULL;
+    if (spool_unread(r->spool) == 0)
+        return NULL;
+    unsigned i = 0;
+    while (r->replay_busy[i])
+        i++;
+    struct batch *b = &r->replay[i];
+    struct spool_record rec;
+    int rc = spool_read(r->spool, &rec, &b->body);
+    if (rc < 0) {
+        if (rc != -ENOENT) {
+            r->spool_retry_ms = now + EXPORT_SPOOL_BACKOFF_MS;
+            if (log_ratelimit(&r->rl_spool, 1000, 5))
+                log_error("spool read failed", "error=%s suppressed=%u", strerror(-rc),
+                          r->rl_spool.suppressed);
+        }
+        return NULL;
+    }
+    b->signal = rec.signal;
+    b->items = rec.items;
+    b->requests = 0;
+    b->created_ms = now;
+    b->attempts = 0;
+    b->first_attempt_ms = 0;
+    b->next_attempt_ms = 0;
+    b->next = NULL;
+    r->replay_seq[i] = rec.seq;
+    r->replay_busy[i] = true;
+    r->n_replay_busy++;
+    return b;
+}
+
 /* ---- completion ---- */
 
-/* Drop a batch for good: count it, log (rate-limited), release. */
+/* Drop a batch for good: count it, log (rate-limited), release (a replay
+ * batch's record is acknowledged: it would fail the same way again). */
 static void drop_batch(struct export_runner *r, struct batch *b, enum export_drop_reason why,
                        const struct export_result *res)
 {
@@ -226,7 +449,76 @@ static void drop_batch(struct export_runner *r, struct batch *b, enum export_dro
                     why == EXPORT_DROP_UPSTREAM_REJECTED
                         ? "upstream failing permanently"
                         : "upstream unreachable, retries exhausted");
-    pipeline_release(r->p, b);
+    if (is_replay(r, b))
+        ack_replay(r, b);
+    release_batch(r, b);
+}
+
+static void schedule_retry(struct export_runner *r, struct batch *b, uint32_t delay,
+                           const struct export_result *res, uint64_t now)
+{
+    count_request(r, b->signal, EXPORT_RESULT_RETRY);
+    b->next_attempt_ms = now + delay;
+    retry_insert(r, b);
+    if (log_ratelimit(&r->rl_retry, 1000, 5))
+        log_info("export failed, will retry",
+                 "signal=%s error=%s http_status=%d attempt=%u retry_in_ms=%u spooled=%s "
+                 "message=%s suppressed=%u",
+                 otlp_signal_names[b->signal], res->reason, res->http_status, b->attempts, delay,
+                 is_replay(r, b) ? "true" : "false", res->message, r->rl_retry.suppressed);
+}
+
+/*
+ * A retryable failure. Without the spool: retry with backoff until
+ * retry.max_elapsed_ms, then drop. With it: a replay batch is retried
+ * without a time limit (it is safe on disk); a pipeline batch goes to the
+ * spool when its retries are exhausted (or disabled) or memory is under
+ * pressure, and stays in memory for the next retry when the spool refuses
+ * it (full: the queue fills and clients get 429/503 instead of losing data).
+ */
+static void handle_retryable(struct export_runner *r, struct batch *b,
+                             const struct export_result *res, uint64_t now)
+{
+    r->outage = true;
+    uint32_t delay =
+        export_retry_delay_ms(&r->retry, b->attempts, res->retry_after_ms, rng_uniform(r));
+    delay = BASE_MAX(delay, 1u);
+    if (is_replay(r, b)) {
+        schedule_retry(r, b, delay, res, now);
+        return;
+    }
+    bool exhausted =
+        !r->retry.enabled || now + delay - b->first_attempt_ms > r->retry.max_elapsed_ms;
+    if (r->spool != NULL && (exhausted || under_pressure(r))) {
+        enum otlp_signal s = b->signal;
+        uint64_t items = b->items;
+        if (spill(r, b, now)) {
+            count_request(r, s, EXPORT_RESULT_RETRY);
+            if (log_ratelimit(&r->rl_retry, 1000, 5))
+                log_info("export failed, batch spooled for later",
+                         "signal=%s error=%s http_status=%d items=%" PRIu64 " message=%s "
+                         "suppressed=%u",
+                         otlp_signal_names[s], res->reason, res->http_status, items, res->message,
+                         r->rl_retry.suppressed);
+            return;
+        }
+        if (r->retry.enabled) {
+            /* Kept in memory; past max_elapsed_ms it is retried at the
+             * longest interval until the spool takes it or it is delivered. */
+            schedule_retry(r, b, exhausted ? BASE_MAX(delay, r->retry.max_interval_ms) : delay, res,
+                           now);
+            return;
+        }
+    }
+    if (!r->retry.enabled) {
+        drop_batch(r, b, EXPORT_DROP_RETRY_DISABLED, res);
+        return;
+    }
+    if (exhausted) {
+        drop_batch(r, b, EXPORT_DROP_RETRIES_EXHAUSTED, res);
+        return;
+    }
+    schedule_retry(r, b, delay, res, now);
 }
 
 static void handle_result(struct export_runner *r, struct batch *b, const struct export_result *res)
@@ -248,33 +540,18 @@ static void handle_result(struct export_runner *r, struct batch *b, const struct
                          r->rl_partial.suppressed);
         }
         r->consecutive_drops = 0;
+        r->outage = false;
         set_healthy(r, true, NULL);
-        pipeline_release(r->p, b);
+        if (is_replay(r, b)) {
+            ack_replay(r, b);
+            r->replayed++;
+        }
+        release_batch(r, b);
         return;
     }
-    case EXPORT_RETRYABLE: {
-        if (!r->retry.enabled) {
-            drop_batch(r, b, EXPORT_DROP_RETRY_DISABLED, res);
-            return;
-        }
-        uint32_t delay =
-            export_retry_delay_ms(&r->retry, b->attempts, res->retry_after_ms, rng_uniform(r));
-        delay = BASE_MAX(delay, 1u);
-        if (now + delay - b->first_attempt_ms > r->retry.max_elapsed_ms) {
-            drop_batch(r, b, EXPORT_DROP_RETRIES_EXHAUSTED, res);
-            return;
-        }
-        count_request(r, s, EXPORT_RESULT_RETRY);
-        b->next_attempt_ms = now + delay;
-        retry_insert(r, b);
-        if (log_ratelimit(&r->rl_retry, 1000, 5))
-            log_info("export failed, will retry",
-                     "signal=%s error=%s http_status=%d attempt=%u retry_in_ms=%u message=%s "
-                     "suppressed=%u",
-                     otlp_signal_names[s], res->reason, res->http_status, b->attempts, delay,
-                     res->message, r->rl_retry.suppressed);
+    case EXPORT_RETRYABLE:
+        handle_retryable(r, b, res, now);
         return;
-    }
     case EXPORT_PERMANENT:
     default:
         drop_batch(r, b, EXPORT_DROP_UPSTREAM_REJECTED, res);
@@ -319,15 +596,24 @@ static void submit(struct export_runner *r, struct batch *b, uint64_t now)
 }
 
 /* Start exports up to the concurrency limit: due retries first, in order,
- * then new batches. Returns true when the pipeline had nothing more. */
+ * then new batches and spooled ones taking turns. Returns true when the
+ * pipeline had nothing more. */
 static bool fill(struct export_runner *r, uint64_t now)
 {
     while (r->n_in_flight < r->max_in_flight) {
-        struct batch *b;
+        struct batch *b = NULL;
         if (r->retry_head != NULL && r->retry_head->next_attempt_ms <= now) {
             b = retry_pop(r);
-        } else if ((b = pipeline_dequeue(r->p)) == NULL) {
-            return true;
+        } else {
+            if (r->turn_spool)
+                b = replay_next(r, now);
+            if (b == NULL)
+                b = pipeline_dequeue(r->p);
+            if (b == NULL && !r->turn_spool)
+                b = replay_next(r, now);
+            r->turn_spool = !r->turn_spool;
+            if (b == NULL)
+                return true;
         }
         submit(r, b, now);
     }
@@ -338,37 +624,113 @@ static void update_gauges(struct export_runner *r)
 {
     obs_gauge_set(r->reg, r->shard, r->m_in_flight, (int64_t)r->n_in_flight);
     obs_gauge_set(r->reg, r->shard, r->m_retry_queue, (int64_t)r->n_retry);
+    if (r->spool == NULL)
+        return;
+    struct spool_stats st;
+    spool_get_stats(r->spool, &st);
+    struct spool_stats *pub = &r->spool_pub;
+    obs_gauge_set(r->reg, r->shard, r->m_spool_bytes, (int64_t)st.bytes);
+    obs_gauge_set(r->reg, r->shard, r->m_spool_records, (int64_t)st.records);
+    obs_gauge_set(r->reg, r->shard, r->m_spool_segments, (int64_t)st.segments);
+    obs_counter_add(r->reg, r->shard, r->m_spool_appends, st.appends_total - pub->appends_total);
+    obs_counter_add(r->reg, r->shard, r->m_spool_corrupt,
+                    st.corrupt_records_total - pub->corrupt_records_total);
+    obs_counter_add(r->reg, r->shard, r->m_spool_full, st.full_total - pub->full_total);
+    obs_counter_add(r->reg, r->shard, r->m_spool_io_errors,
+                    st.io_errors_total - pub->io_errors_total);
+    obs_counter_add(r->reg, r->shard, r->m_spool_replayed, r->replayed - r->replayed_pub);
+    *pub = st;
+    r->replayed_pub = r->replayed;
 }
 
-/* After the stop deadline: count everything not exported as dropped. The
- * in-flight batches stay referenced by the exporter; destroy releases them. */
-static void drop_leftovers(struct export_runner *r)
+/*
+ * Stopping with the spool on: replay batches waiting for a retry are let go
+ * (their records stay in the spool for the next start); during an outage
+ * everything else that waits goes to the spool at once rather than being
+ * retried until the deadline.
+ */
+static void stop_with_spool(struct export_runner *r, uint64_t now)
 {
-    uint64_t batches = 0, items = 0;
-    struct batch *b;
-    while (r->retry_head != NULL) {
-        b = retry_pop(r);
-        batches++;
-        items += b->items;
-        count_drop(r, b->signal, EXPORT_DROP_SHUTDOWN, b->items);
-        pipeline_release(r->p, b);
+    if (r->spool == NULL)
+        return;
+    struct batch *list = r->retry_head, *b;
+    r->retry_head = NULL;
+    r->n_retry = 0;
+    while ((b = list) != NULL) {
+        list = b->next;
+        b->next = NULL;
+        if (is_replay(r, b))
+            release_batch(r, b);
+        else if (!r->outage || !spill(r, b, now))
+            retry_insert(r, b);
     }
-    while ((b = pipeline_dequeue(r->p)) != NULL) {
-        batches++;
-        items += b->items;
-        count_drop(r, b->signal, EXPORT_DROP_SHUTDOWN, b->items);
+    if (!r->outage)
+        return;
+    while (now >= r->spool_retry_ms && (b = pipeline_dequeue(r->p)) != NULL) {
+        if (!spill(r, b, now)) {
+            b->next_attempt_ms = now;
+            retry_insert(r, b);
+        }
+    }
+}
+
+/*
+ * After the stop deadline: what was not exported goes to the spool when it
+ * is on (in-flight batches too: if the upstream got one after all, it
+ * arrives twice), else it is counted dropped with reason "shutdown".
+ * Spooled replay batches are left in the spool. In-flight batches stay
+ * referenced by the exporter; destroy releases them.
+ */
+static void finish_leftovers(struct export_runner *r)
+{
+    uint64_t dropped = 0, dropped_items = 0, spooled = 0, spooled_items = 0;
+    uint64_t now = base_now_ms();
+    r->spool_retry_ms = 0; /* last chance: try the spool whatever happened before */
+    struct batch *b;
+    for (;;) {
+        if (r->retry_head != NULL)
+            b = retry_pop(r);
+        else if ((b = pipeline_dequeue(r->p)) == NULL)
+            break;
+        if (is_replay(r, b)) {
+            release_batch(r, b);
+            continue;
+        }
+        uint64_t items = b->items;
+        enum otlp_signal s = b->signal;
+        if (spill(r, b, now)) {
+            spooled++;
+            spooled_items += items;
+            continue;
+        }
+        dropped++;
+        dropped_items += items;
+        count_drop(r, s, EXPORT_DROP_SHUTDOWN, items);
         pipeline_release(r->p, b);
     }
     for (unsigned i = 0; i < r->n_in_flight; i++) {
         b = r->in_flight[i].b;
-        batches++;
-        items += b->items;
+        if (is_replay(r, b))
+            continue;
+        if (r->spool != NULL &&
+            spool_append(r->spool, b->signal, b->items, b->body.data, b->body.len) == 0) {
+            spooled++;
+            spooled_items += b->items;
+            continue;
+        }
+        dropped++;
+        dropped_items += b->items;
         count_drop(r, b->signal, EXPORT_DROP_SHUTDOWN, b->items);
     }
+    if (r->spool != NULL)
+        (void)spool_sync(r->spool, now, true);
     update_gauges(r);
-    if (batches > 0)
+    if (spooled > 0)
+        log_info("export stopped, undelivered data kept in the spool",
+                 "batches=%" PRIu64 " items=%" PRIu64, spooled, spooled_items);
+    if (dropped > 0)
         log_warn("export stopped with data left, dropped", "batches=%" PRIu64 " items=%" PRIu64,
-                 batches, items);
+                 dropped, dropped_items);
 }
 
 static void *runner_main(void *arg)
@@ -380,6 +742,9 @@ static void *runner_main(void *arg)
         uint64_t deadline = atomic_load_explicit(&r->deadline_ms, memory_order_relaxed);
         if (stopping && now >= deadline)
             break;
+        if (stopping)
+            stop_with_spool(r, now);
+        relieve_pressure(r, now);
         bool drained = fill(r, now);
         /* Stopping and nothing left that could finish before the deadline. */
         if (stopping && drained && r->n_in_flight == 0 &&
@@ -391,13 +756,20 @@ static void *runner_main(void *arg)
         if (stopping)
             wait = BASE_MIN(wait, deadline - now);
         wait = BASE_MIN(wait, (uint64_t)EXPORT_POLL_MAX_MS);
+        /* Workers only wake us when a batch closes: look at the queue more
+         * often while it approaches the spill mark. */
+        if (r->spool != NULL && (pipeline_queued_items(r->p) > r->spill_mark / 2 ||
+                                 pipeline_free_batches_min(r->p) < 2 * r->pool_low_mark))
+            wait = BASE_MIN(wait, (uint64_t)EXPORT_SPOOL_WATCH_MS);
+        if (r->spool != NULL)
+            (void)spool_sync(r->spool, now, false);
         update_gauges(r);
         int rc = r->ex.ops->poll(r->ex.state, (int)wait, on_done, r);
         if (rc < 0 && log_ratelimit(&r->rl_retry, 1000, 5))
             log_error("exporter poll failed", "exporter=%s error=%d", r->ex.ops->name, rc);
         update_gauges(r);
     }
-    drop_leftovers(r);
+    finish_leftovers(r);
     return NULL;
 }
 
@@ -409,6 +781,63 @@ static void runner_wakeup(void *arg)
 }
 
 /* ---- lifecycle ---- */
+
+/* Open the spool of cfg->spool (directory default <data_dir>/spool) and the
+ * replay slots. Returns 0, -ENOMEM, what spool_open() returns. */
+static int open_spool(struct export_runner *r, const struct svc_config *cfg)
+{
+    const struct spool_config *sc = &cfg->spool;
+    char *dir = NULL;
+    if (sc->dir != NULL && sc->dir[0] != '\0')
+        dir = strdup(sc->dir);
+    else if (asprintf(&dir, "%s/spool",
+                      cfg->service.data_dir != NULL ? cfg->service.data_dir : ".") < 0)
+        dir = NULL;
+    if (dir == NULL)
+        return -ENOMEM;
+    struct spool_options o = {
+        .dir = dir,
+        .max_bytes = sc->max_bytes,
+        .segment_bytes = sc->segment_bytes,
+        .fsync = sc->fsync,
+        .fsync_interval_ms = BASE_MAX(sc->fsync_interval_ms, 1u),
+    };
+    int rc = spool_open(&o, &r->spool);
+    if (rc < 0)
+        log_error("export: cannot open the spool", "dir=%s error=%s", dir, strerror(-rc));
+    free(dir);
+    if (rc < 0)
+        return rc;
+    r->replay = calloc(r->max_in_flight, sizeof(*r->replay));
+    r->replay_seq = calloc(r->max_in_flight, sizeof(*r->replay_seq));
+    r->replay_busy = calloc(r->max_in_flight, sizeof(*r->replay_busy));
+    if (r->replay == NULL || r->replay_seq == NULL || r->replay_busy == NULL)
+        return -ENOMEM;
+    /* Bodies grow to the largest record replayed and are kept. */
+    for (unsigned i = 0; i < r->max_in_flight; i++)
+        buf_init(&r->replay[i].body, 0, 0);
+    uint64_t cap = pipeline_capacity_items(r->p);
+    r->spill_mark = cap * EXPORT_SPILL_QUEUE_PERCENT / 100;
+    r->pool_low_mark = BASE_MAX(2u, pipeline_batches_per_worker(r->p) / 4);
+    if ((rc = register_spool_metrics(r)) < 0)
+        return rc;
+    obs_gauge_set(r->reg, r->shard, r->m_spool_capacity, (int64_t)sc->max_bytes);
+    return 0;
+}
+
+static void free_spool(struct export_runner *r)
+{
+    spool_close(r->spool);
+    r->spool = NULL;
+    if (r->replay != NULL) {
+        for (unsigned i = 0; i < r->max_in_flight; i++)
+            buf_free(&r->replay[i].body);
+    }
+    free(r->replay);
+    free(r->replay_seq);
+    free(r->replay_busy);
+    r->replay = NULL;
+}
 
 int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
                               struct obs_registry *reg, unsigned shard, struct exporter *ex,
@@ -441,6 +870,14 @@ int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
         log_error("export: metric registration failed", "error=%d", rc);
         goto fail;
     }
+    if (r->ex.ops->register_metrics != NULL &&
+        (rc = r->ex.ops->register_metrics(r->ex.state, reg)) < 0) {
+        log_error("export: exporter metric registration failed", "exporter=%s error=%d",
+                  r->ex.ops->name, rc);
+        goto fail;
+    }
+    if (cfg->spool.enabled && (rc = open_spool(r, cfg)) < 0)
+        goto fail;
     atomic_init(&r->stopping, false);
     atomic_init(&r->deadline_ms, 0);
     r->healthy = true;
@@ -450,6 +887,7 @@ int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
     return 0;
 fail:
     exporter_destroy(&r->ex);
+    free_spool(r);
     free(r->in_flight);
     free(r);
     return rc;
@@ -478,8 +916,8 @@ int export_runner_start(struct export_runner *r)
         return -rc;
     pthread_setname_np(r->thread, "otlp-export");
     r->started = true;
-    log_info("export runner started", "exporter=%s concurrency=%u", r->ex.ops->name,
-             r->max_in_flight);
+    log_info("export runner started", "exporter=%s concurrency=%u spool=%s", r->ex.ops->name,
+             r->max_in_flight, r->spool != NULL ? "on" : "off");
     return 0;
 }
 
@@ -506,7 +944,8 @@ void export_runner_destroy(struct export_runner *r)
     pipeline_set_wakeup(r->p, NULL, NULL);
     exporter_destroy(&r->ex);
     for (unsigned i = 0; i < r->n_in_flight; i++)
-        pipeline_release(r->p, r->in_flight[i].b);
+        release_batch(r, r->in_flight[i].b);
+    free_spool(r);
     free(r->in_flight);
     free(r);
 }

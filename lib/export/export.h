@@ -2,7 +2,9 @@
 /* The export runner: one thread that takes full batches from the pipeline,
  * hands them to the configured exporter (exporter.h) with at most
  * batch.max_concurrent_exports in flight, retries retryable failures with
- * exponential backoff, and counts every exported and every dropped item. */
+ * exponential backoff, writes what cannot wait in memory to the disk spool
+ * (lib/spool, spool.enabled) and replays it, and counts every exported and
+ * every dropped item. docs/spool.md describes the spool's rules. */
 #ifndef OTLP_EXPORT_H
 #define OTLP_EXPORT_H
 
@@ -25,9 +27,9 @@ struct export_runner;
 #define EXPORT_DROP_REASONS(X)                                                                     \
     X(UPSTREAM_REJECTED, "upstream_rejected") /* permanent failure (e.g. HTTP 400, 401) */         \
     X(UPSTREAM_PARTIAL, "upstream_partial")   /* partial_success.rejected_* of a 2xx */            \
-    X(RETRIES_EXHAUSTED, "retries_exhausted") /* retry.max_elapsed_ms passed */                    \
+    X(RETRIES_EXHAUSTED, "retries_exhausted") /* retry.max_elapsed_ms passed, no spool */          \
     X(RETRY_DISABLED, "retry_disabled")       /* retryable failure, retry.enabled false */         \
-    X(SHUTDOWN, "shutdown")                   /* still queued when the stop deadline passed */
+    X(SHUTDOWN, "shutdown")                   /* left at the stop deadline, not spooled */
 
 /* clang-format off */
 enum export_drop_reason {
@@ -69,13 +71,23 @@ enum export_result_label {
  *   otlp_export_requests_total{signal,result}            counter
  *   otlp_export_duration_seconds{signal}                 histogram
  *   otlp_export_in_flight, otlp_export_retry_queue       gauges (batches)
+ * and, with cfg->spool.enabled, opens the spool (spool.dir, default
+ * <service.data_dir>/spool; existing segments are checked and replayed once
+ * the thread runs) and registers
+ *   otlp_spool_bytes, otlp_spool_records, otlp_spool_segments,
+ *   otlp_spool_capacity_bytes                             gauges
+ *   otlp_spool_appends_total, otlp_spool_replayed_total,
+ *   otlp_spool_corrupt_records_total, otlp_spool_full_total,
+ *   otlp_spool_io_errors_total                            counters
  * all updated on registry shard `shard`, which only the export thread may
  * write. Installs the pipeline's wakeup (pipeline_set_wakeup), so call it
  * before workers start. `cfg`, `p` and `reg` are borrowed for the runner's
  * lifetime.
  * Returns 0 and *out; -EINVAL (NULL argument, shard out of range); what the
  * exporter constructor returns; what metric registration returns (-EEXIST
- * when a second runner registers on the same registry); -ENOMEM.
+ * when a second runner registers on the same registry); what spool_open()
+ * returns (-EBUSY: another process uses the spool directory; -EACCES...);
+ * -ENOMEM.
  */
 int export_runner_create(const struct svc_config *cfg, struct pipeline *p, struct obs_registry *reg,
                          unsigned shard, struct export_runner **out);
@@ -95,17 +107,21 @@ int export_runner_start(struct export_runner *r);
  * Graceful stop, called after the workers flushed their last batches: keep
  * exporting (retries included) until nothing is queued, in flight or due
  * before `deadline_ms` (monotonic, base_now_ms()), or until the deadline
- * passes; whatever is left then is counted dropped with reason "shutdown".
- * Joins the thread. Without a started thread the same loop runs on the
- * caller's thread. Calling it twice is a no-op.
+ * passes; whatever is left then (in-flight batches included) goes to the
+ * spool when it is enabled, else (or when the spool refuses it) it is
+ * counted dropped with reason "shutdown". With the spool enabled and the
+ * upstream failing, waiting batches are spooled at once instead of being
+ * retried until the deadline. Joins the thread. Without a started thread the
+ * same loop runs on the caller's thread. Calling it twice is a no-op.
  */
 void export_runner_stop(struct export_runner *r, uint64_t deadline_ms);
 
 /*
  * Stop at once if still running (deadline now), destroy the exporter
  * (aborting transfers), give batches that were in flight back to the
- * pipeline, clear the pipeline's wakeup and free everything. The workers
- * must be stopped. NULL is a no-op.
+ * pipeline, close the spool (records not delivered stay for the next start),
+ * clear the pipeline's wakeup and free everything. The workers must be
+ * stopped. NULL is a no-op.
  */
 void export_runner_destroy(struct export_runner *r);
 

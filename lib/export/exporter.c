@@ -16,6 +16,13 @@ static int (*const exporter_ctors[])(const struct svc_config *, struct exporter 
     [EXPORTER_FILE] = export_file_create,
     [EXPORTER_OTLP_HTTP] = export_otlp_http_create,
     [EXPORTER_DISCARD] = export_discard_create,
+#ifdef HAVE_NATS
+    [EXPORTER_NATS] = export_nats_create,
+#endif
+    [EXPORTER_GRPC] = export_grpc_create,
+#ifdef HAVE_KAFKA
+    [EXPORTER_KAFKA] = export_kafka_create,
+#endif
 };
 
 int exporter_create(const struct svc_config *cfg, struct exporter *out)

@@ -11,6 +11,8 @@
 #include "config/config.h"
 #include "pipeline/batch.h"
 
+struct obs_registry;
+
 /* How one export attempt ended. */
 enum export_status {
     EXPORT_OK = 0,        /* accepted (maybe partially: see rejected_items) */
@@ -62,6 +64,17 @@ struct exporter_ops {
     /* Abort whatever is in flight (done() is NOT called for those batches;
      * the caller still owns them) and free everything. NULL state is a no-op. */
     void (*destroy)(void *state);
+    /*
+     * Optional (NULL: none). Register the exporter's own metrics on `reg`;
+     * the runner calls it once, after creating the exporter and before the
+     * export thread starts. The exporter may add series later from inside
+     * poll() (e.g. one per broker it discovers) and may register scrape-time
+     * functions that read its state: the registry must not be rendered
+     * after destroy() (app/main.c destroys the control plane first).
+     * `reg` is borrowed for the exporter's lifetime. Returns 0 or what
+     * obs_*_register() returns; the runner fails to start on an error.
+     */
+    int (*register_metrics)(void *state, struct obs_registry *reg);
 };
 
 struct exporter {
@@ -82,6 +95,32 @@ struct exporter {
 int export_otlp_http_create(const struct svc_config *cfg, struct exporter *out);
 
 /*
+ * OTLP/gRPC exporter (nghttp2): each batch is one unary call
+ * /opentelemetry.proto.collector.<signal>.v1.<Signal>Service/Export on one
+ * persistent HTTP/2 connection to exporter.endpoint's host and port
+ * (http://: h2c with prior knowledge; https://: TLS with ALPN h2, verified
+ * against tls.ca_file or the system CAs unless tls.insecure, SNI
+ * tls.server_name or the host, optional client certificate), up to
+ * batch.max_concurrent_exports streams at once within the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS; grpc-encoding gzip with
+ * exporter.compression gzip, grpc-timeout from exporter.timeout_ms,
+ * exporter.headers as metadata (names lower-cased). A lost connection is
+ * made again by the next call. Result mapping (OTLP spec, "OTLP/gRPC
+ * Response"): OK -> OK (partial_success decoded); CANCELLED,
+ * DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and
+ * RESOURCE_EXHAUSTED with a google.rpc.RetryInfo -> RETRYABLE (the RetryInfo
+ * delay honoured), reason "grpc_<code name>"; other codes PERMANENT; no
+ * grpc-status: the HTTP status by gRPC's HTTP-to-status table (reason
+ * "http_<status>"); connection problems and the deadline -> RETRYABLE
+ * ("connect_failed", "resolve_failed", "tls_error", "connection_error",
+ * "timeout").
+ * Returns 0 and *out; -EINVAL (endpoint empty or not http(s)://host[:port],
+ * cert_file without key_file, CA file, certificate or key unreadable);
+ * -ENOMEM; -errno of eventfd().
+ */
+int export_grpc_create(const struct svc_config *cfg, struct exporter *out);
+
+/*
  * File exporter: each batch becomes one line of OTLP JSON appended to
  * <exporter.file.path or service.data_dir/export>/<signal>.jsonl, rotated to
  * <signal>-<UTC time>.jsonl past exporter.file.max_file_bytes, keeping at most
@@ -92,6 +131,55 @@ int export_otlp_http_create(const struct svc_config *cfg, struct exporter *out);
  * errno from mkdir (-EACCES, -ENOTDIR, -EROFS...).
  */
 int export_file_create(const struct svc_config *cfg, struct exporter *out);
+
+/*
+ * NATS JetStream exporter (libnats; built only when libnats-dev is installed,
+ * see export_nats.c): each batch is one JetStream message holding the
+ * Export*ServiceRequest protobuf (header Content-Type:
+ * application/x-protobuf, plus exporter.headers) on exporter.nats's subject
+ * for its signal, published asynchronously with a Nats-Msg-Id that is the
+ * same for every retry of the batch, so the stream stores it once (within
+ * its duplicate window). Up to min(exporter.nats.max_pending,
+ * batch.max_concurrent_exports) publishes await acknowledgement. Result
+ * mapping: PubAck -> OK (also when JetStream reports a duplicate);
+ * no acknowledgement within exporter.timeout_ms ("timeout"), no stream for
+ * the subject ("no_responders"), no server connected ("not_connected") and
+ * other JetStream errors -> RETRYABLE; stream limits with discard new
+ * ("stream_full"), a message above the server's max_payload or the stream's
+ * max_msg_size ("message_too_large"), a sealed stream -> PERMANENT.
+ * The connection is retried for ever in the background, so start-up does not
+ * need a reachable server; with exporter.nats.create_stream the stream is
+ * created once a server answers. register_metrics adds otlp_nats_publishes,
+ * _acks, _duplicate_acks, _ack_timeouts, _reconnects (_total counters),
+ * otlp_nats_pending_acks and otlp_nats_connected (gauges).
+ * Returns 0 and *out; -EINVAL (servers, subject_prefix or stream empty, bad
+ * TLS or credentials settings); -EIO (libnats could not create the
+ * connection); -ENOMEM; -errno of eventfd().
+ */
+int export_nats_create(const struct svc_config *cfg, struct exporter *out);
+
+/*
+ * Kafka exporter (librdkafka; built only when librdkafka-dev and
+ * libxxhash-dev are installed, see export_kafka.c): an idempotent producer
+ * (enable.idempotence, acks=all) writing exporter.kafka's topic per signal,
+ * each message an Export*ServiceRequest (otlp_proto) or its OTLP JSON
+ * (otlp_json). Keys as the OpenTelemetry Collector's Kafka exporter: with
+ * partition_traces_by_id a batch is split so each message holds the spans of
+ * one trace (regrouped under their Resource and Scope), key = the trace id in
+ * lower-case hex; with partition_{metrics,logs}_by_resource_attributes one
+ * message per resource, key = the Collector's 16-byte hash of the resource
+ * attributes. Partitioner fnv1a_random (Sarama-compatible, the Collector's
+ * default). Messages above max_message_bytes are split further. A batch is
+ * OK once every message's delivery report succeeded; messages rejected for
+ * good (too large, ...) while others were delivered count as rejected items
+ * of an OK; any retriable delivery error -> RETRYABLE (the whole batch is
+ * produced again: at least once); only permanent errors -> PERMANENT.
+ * Reasons "kafka_<librdkafka error name>", e.g. kafka_msg_timed_out.
+ * Registers otlp_kafka_* metrics from librdkafka's statistics.
+ * Returns 0 and *out; -EINVAL (a librdkafka property refused, see the log);
+ * -ENOMEM; -errno of eventfd().
+ */
+int export_kafka_create(const struct svc_config *cfg, struct exporter *out);
 
 /* The "discard" exporter: every batch is reported exported at once and its
  * bytes are discarded. For benchmarks of the ingest path. Returns 0,

@@ -21,6 +21,7 @@
 #include "otlp/otlp_response.h"
 #include "otlp/otlp_scan.h"
 #include "pipeline/pipeline.h"
+#include "tls/tls.h"
 
 /* Methods for the grpc_*{method} labels; the last one is "other". */
 enum { METHOD_OTHER = OTLP_SIGNAL_COUNT, METHOD_COUNT };
@@ -93,6 +94,7 @@ struct grpc_stream {
     bool rst_after_response; /* answered early: reset if the client still sends */
     bool in_msg;             /* message header parsed, payload arriving */
     bool compressed;
+    bool auth_ok;    /* an authorization header carried an accepted bearer token */
     int8_t head_err; /* first error found in the headers, -1 none */
     uint8_t hdr_got;
     uint8_t hdr[GRPC_FRAME_HDR];
@@ -123,6 +125,7 @@ struct grpc_receiver {
     uint32_t conn_window;
     uint64_t conn_budget; /* message bytes a connection may buffer */
     uint64_t request_timeout_ns;
+    struct tls_tokens *tokens;     /* NULL: no bearer token required */
     char *details[GRPC_ERR_COUNT]; /* grpc-status-details-bin values, NULL none */
     _Atomic bool draining;
     /* metric ids; series are indexed as noted */
@@ -306,6 +309,11 @@ int grpc_receiver_create(const struct svc_config *cfg, struct pipeline *p, struc
     int rc = otlp_attrs_init(&gr->attrs, keys, vals, kv->n);
     if (rc < 0)
         goto fail;
+    if ((rc = tls_tokens_load(&cfg->receiver.auth, &gr->tokens)) < 0)
+        goto fail;
+    if (gr->tokens != NULL)
+        log_info("bearer-token authentication on", "receiver=grpc tokens=%u",
+                 tls_tokens_count(gr->tokens));
     rc = -ENOMEM;
     if (nghttp2_session_callbacks_new(&gr->cbs) != 0 || nghttp2_option_new(&gr->opt) != 0)
         goto fail;
@@ -349,6 +357,7 @@ void grpc_receiver_destroy(struct grpc_receiver *gr)
     nghttp2_session_callbacks_del(gr->cbs);
     nghttp2_option_del(gr->opt);
     otlp_attrs_free(&gr->attrs);
+    tls_tokens_destroy(gr->tokens);
     free(gr);
 }
 
@@ -691,6 +700,10 @@ static void request_complete(struct grpc_conn *c, struct grpc_stream *s)
 static void head_complete(struct grpc_conn *c, struct grpc_stream *s)
 {
     struct grpc_receiver *gr = c->gw->gr;
+    /* Authentication first: an unauthenticated client learns nothing else
+     * (but a header list cut off at the limit may have lost the token). */
+    if (gr->tokens != NULL && !s->auth_ok && s->head_err != GRPC_ERR_HEADERS_TOO_LARGE)
+        s->head_err = GRPC_ERR_UNAUTHENTICATED;
     if (s->head_err < 0) {
         if (!s->post)
             s->head_err = GRPC_ERR_HTTP_METHOD;
@@ -788,6 +801,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                 s->method = (uint8_t)m;
     } else if (value_is(name, namelen, "content-type")) {
         s->content_type_ok = grpc_content_type(value, valuelen);
+    } else if (value_is(name, namelen, "authorization")) {
+        struct grpc_receiver *gr = c->gw->gr;
+        if (gr->tokens != NULL && tls_tokens_check(gr->tokens, (const char *)value, valuelen))
+            s->auth_ok = true;
     } else if (value_is(name, namelen, "grpc-encoding")) {
         char v[32];
         enum compress_codec codec;

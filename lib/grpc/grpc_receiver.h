@@ -30,6 +30,7 @@ struct nghttp2_session;
  * retryable. PROTOCOL-HTTP2.md: a non-gRPC content-type gets HTTP 415.
  */
 #define GRPC_ERRORS(X)                                                                             \
+    X(UNAUTHENTICATED, 16, 200, 0, unauthenticated, "missing or invalid bearer token")             \
     X(HEADERS_TOO_LARGE, 8, 200, 0, headers_too_large, "request header list exceeds the limit")    \
     X(HTTP_METHOD, 12, 405, 0, method_not_allowed, "only POST is allowed")                         \
     X(CONTENT_TYPE, 13, 415, 0, unsupported_media_type,                                            \
@@ -102,9 +103,13 @@ struct grpc_conn {
  * values and the metric families (registered in `reg`, one shard per
  * worker). Limits: cfg->receiver.max_body_bytes caps one gRPC message as
  * received, max_decompressed_bytes after grpc-encoding; max_header_bytes
- * and max_headers cap the request header list.
- * Borrows cfg, p and reg for its lifetime. Returns 0, -EINVAL, -ENOMEM, or
- * an obs_*_register() error (-EEXIST when called twice on one registry).
+ * and max_headers cap the request header list. When cfg->receiver.auth
+ * names bearer tokens, a request without `authorization: Bearer <token>`
+ * metadata is answered UNAUTHENTICATED (16).
+ * Borrows cfg, p and reg for its lifetime. Returns 0, -EINVAL (also for a
+ * malformed or empty token_file), -ENOMEM, -errno when token_file cannot be
+ * read, or an obs_*_register() error (-EEXIST when called twice on one
+ * registry).
  */
 int grpc_receiver_create(const struct svc_config *cfg, struct pipeline *p, struct obs_registry *reg,
                          unsigned n_workers, struct grpc_receiver **out);

@@ -139,6 +139,19 @@ unsigned pipeline_free_batches(const struct pipeline *p)
     return sum;
 }
 
+unsigned pipeline_free_batches_min(const struct pipeline *p)
+{
+    unsigned min = p->batches_per_worker;
+    for (unsigned w = 0; w < p->n_workers; w++)
+        min = BASE_MIN(min, (unsigned)spsc_ring_count(&p->workers[w].free));
+    return min;
+}
+
+unsigned pipeline_batches_per_worker(const struct pipeline *p)
+{
+    return p->batches_per_worker;
+}
+
 int pipeline_admit(struct pipeline *p, unsigned w, uint64_t items)
 {
     if (pipeline_queued_items(p) + items > p->max_queue_items)

@@ -104,5 +104,10 @@ uint64_t pipeline_queued_items(const struct pipeline *p);   /* items admitted, n
 uint64_t pipeline_capacity_items(const struct pipeline *p); /* batch.max_queue_size */
 uint64_t pipeline_queued_batches(const struct pipeline *p); /* in rings, not yet dequeued */
 unsigned pipeline_free_batches(const struct pipeline *p);
+/* Free batches of the worker that has fewest (the one closest to answering
+ * 503 pool_exhausted), and the pool size of each worker. The export runner
+ * spools waiting batches when the first drops low (docs/spool.md). */
+unsigned pipeline_free_batches_min(const struct pipeline *p);
+unsigned pipeline_batches_per_worker(const struct pipeline *p);
 
 #endif

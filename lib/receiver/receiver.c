@@ -19,12 +19,13 @@
 #include "otlp/otlp_scan.h"
 #include "otlp/otlp_wire.h"
 #include "pipeline/pipeline.h"
+#include "tls/tls.h"
 
 /* Paths for the http_requests_total{path} label; the last one is "other". */
 enum { PATH_OTHER = OTLP_SIGNAL_COUNT, PATH_COUNT };
 static const char *const path_labels[PATH_COUNT] = {"/v1/traces", "/v1/metrics", "/v1/logs",
                                                     "other"};
-static const int status_codes[] = {200, 400, 404, 405, 408, 411, 413, 414, 415,
+static const int status_codes[] = {200, 400, 401, 404, 405, 408, 411, 413, 414, 415,
                                    429, 431, 500, 501, 503, 505};
 #define N_CODES ARRAY_SIZE(status_codes)
 
@@ -51,6 +52,7 @@ struct receiver {
     struct otlp_attrs attrs;
     struct otlp_limits limits;
     struct http_limits http_limits;
+    struct tls_tokens *tokens; /* NULL: no bearer token required */
     _Atomic bool draining;
     /* metric ids; series are indexed as noted */
     uint32_t m_received, m_accepted, m_refused, m_rejected; /* + signal */
@@ -191,6 +193,11 @@ int receiver_create(const struct svc_config *cfg, struct pipeline *p, struct obs
     int rc = otlp_attrs_init(&r->attrs, keys, vals, kv->n);
     if (rc < 0)
         goto fail;
+    if ((rc = tls_tokens_load(&cfg->receiver.auth, &r->tokens)) < 0)
+        goto fail;
+    if (r->tokens != NULL)
+        log_info("bearer-token authentication on", "receiver=http tokens=%u",
+                 tls_tokens_count(r->tokens));
     if ((rc = register_metrics(r, n_workers)) < 0)
         goto fail;
     *out = r;
@@ -205,6 +212,7 @@ void receiver_destroy(struct receiver *r)
     if (r == NULL)
         return;
     otlp_attrs_free(&r->attrs);
+    tls_tokens_destroy(r->tokens);
     free(r);
 }
 
@@ -274,7 +282,7 @@ static unsigned code_index(int status)
     for (unsigned i = 0; i < N_CODES; i++)
         if (status_codes[i] == status)
             return i;
-    return 11; /* 500 */
+    return code_index(500);
 }
 
 static void count_response(struct receiver_conn *c, unsigned path, int status)
@@ -349,6 +357,7 @@ static int grpc_code_for(int status)
 {
     switch (status) {
     case 400: return 3;  /* INVALID_ARGUMENT */
+    case 401: return 16; /* UNAUTHENTICATED */
     case 404: return 12; /* UNIMPLEMENTED */
     case 413: return 8;  /* RESOURCE_EXHAUSTED */
     case 429: return 8;
@@ -375,8 +384,13 @@ static int respond_error(struct receiver_conn *c, struct buf *out, unsigned path
     uint32_t retry = (status == 429 || status == 503) ? r->cfg->receiver.retry_after_s : 0;
     const struct http_req *req = http_parser_req(&c->parser);
     keep = keep && req->keep_alive && !c->closing;
-    char extra[64];
-    snprintf(extra, sizeof(extra), "%s%s", status == 405 ? "Allow: POST\r\n" : "",
+    char extra[128];
+    /* RFC 6750 3: the challenge; error="invalid_token" when one was sent. */
+    const char *challenge = status != 401            ? ""
+                            : req->authorization[0] ? "WWW-Authenticate: Bearer realm=\"otlp\", "
+                                                       "error=\"invalid_token\"\r\n"
+                                                     : "WWW-Authenticate: Bearer realm=\"otlp\"\r\n";
+    snprintf(extra, sizeof(extra), "%s%s%s", status == 405 ? "Allow: POST\r\n" : "", challenge,
              keep && req->http_minor == 0 ? "Connection: keep-alive\r\n" : "");
     const char *ctype = json ? "application/json" : "application/x-protobuf";
     if (req->method == HTTP_HEAD) /* RFC 9110 9.3.2: the head only */
@@ -434,6 +448,10 @@ static bool is_proto(const struct http_req *req)
  * all is well, else the receiver error. */
 static int check_head(const struct receiver *r, const struct http_req *req, unsigned path)
 {
+    /* Authentication first: an unauthenticated client learns nothing else. */
+    if (r->tokens != NULL &&
+        !tls_tokens_check(r->tokens, req->authorization, strlen(req->authorization)))
+        return RECEIVER_ERR_UNAUTHORIZED;
     if (path == PATH_OTHER)
         return RECEIVER_ERR_NOT_FOUND;
     if (req->method != HTTP_POST)

@@ -24,6 +24,7 @@ struct receiver_worker;
  * X(name, HTTP status, metric reason label, message for the client).
  */
 #define RECEIVER_ERRORS(X)                                                                    \
+    X(UNAUTHORIZED, 401, unauthorized, "missing or invalid bearer token")                     \
     X(NOT_FOUND, 404, not_found, "unknown path; use /v1/traces, /v1/metrics or /v1/logs")     \
     X(METHOD, 405, method_not_allowed, "only POST is allowed")                                \
     X(MEDIA_TYPE, 415, unsupported_media_type,                                                \
@@ -60,9 +61,13 @@ struct receiver_conn {
 };
 
 /*
- * Build the shared receiver: limits, pre-encoded resource attributes and the
- * metric families (registered in `reg`, one shard per worker).
- * Borrows cfg, p and reg for its lifetime. Returns 0, -EINVAL, -ENOMEM.
+ * Build the shared receiver: limits, pre-encoded resource attributes, the
+ * bearer tokens of cfg->receiver.auth (when any is set, every request needs
+ * `Authorization: Bearer <token>` or gets 401) and the metric families
+ * (registered in `reg`, one shard per worker).
+ * Borrows cfg, p and reg for its lifetime. Returns 0, -EINVAL (also for a
+ * malformed or empty token_file, logged), -ENOMEM, or -errno when
+ * token_file cannot be read.
  */
 int receiver_create(const struct svc_config *cfg, struct pipeline *p, struct obs_registry *reg,
                     unsigned n_workers, struct receiver **out);

@@ -16,6 +16,7 @@ struct pipeline;
 struct obs_registry;
 struct sock_server;
 struct control_server;
+struct tls_ctx;
 
 /*
  * Prepare `n_workers` workers (registry shards 0..n_workers-1) serving
@@ -26,6 +27,16 @@ struct control_server;
 int sock_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
                        struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
                        struct sock_server **out);
+
+/*
+ * Serve both listeners over TLS with `tls` (lib/tls): call after
+ * sock_server_create() and before sock_server_start(). Borrows tls until
+ * sock_server_destroy(); tls_ctx_reload() may run meanwhile from another
+ * thread (new connections pick up the new certificates). The process must
+ * ignore SIGPIPE (OpenSSL writes with write(2)).
+ * Returns 0, -EINVAL (NULL, or set twice), -ENOMEM.
+ */
+int sock_server_set_tls(struct sock_server *s, struct tls_ctx *tls);
 
 /* Bind the listeners and start the worker threads. Returns 0 or -errno of
  * the failing bind/listen/thread start (nothing keeps running then). */

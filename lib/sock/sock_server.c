@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Socket-mode workers: accept, read, feed the receiver, write responses,
- * enforce connection limits and timeouts, flush aged batches. Each worker
- * owns everything it touches; nothing is shared but the pipeline rings. */
+ * enforce connection limits and timeouts, flush aged batches. With
+ * receiver.tls every byte goes through lib/tls between the socket and the
+ * receivers (conn_recv / conn_send). Each worker owns everything it
+ * touches; nothing is shared but the pipeline rings. */
 #include "sock/sock.h"
 
 #include <arpa/inet.h>
@@ -26,6 +28,7 @@
 #include "obs/metrics.h"
 #include "pipeline/pipeline.h"
 #include "receiver/receiver.h"
+#include "tls/tls.h"
 
 #define SOCK_READ_CHUNK (64 * 1024)
 #define SOCK_MAX_EVENTS 64
@@ -39,9 +42,10 @@ struct sock_conn {
     bool want_close;            /* close once `out` is written */
     bool epollout;              /* currently waiting for EPOLLOUT */
     bool grpc;                  /* accepted on the gRPC port: `gc`, else `rc` */
-    uint64_t last_active_ms;
+    uint64_t last_active_ms;    /* TLS: accept time until the handshake completes */
     size_t out_off;
     struct buf out;
+    struct tls_conn tls;        /* tls.ssl NULL: plain TCP */
     union {
         struct receiver_conn rc;
         struct grpc_conn gc;
@@ -61,6 +65,7 @@ struct sock_worker {
     bool started;
     struct receiver_worker *rw;
     struct grpc_worker *gw;
+    struct tls_worker *tw;      /* NULL: plain TCP */
     unsigned n_grpc;            /* gRPC connections open */
     struct sock_conn *conns;
     struct sock_conn *free_list;
@@ -73,6 +78,7 @@ struct sock_server {
     const struct svc_config *cfg;
     struct receiver *r;
     struct grpc_receiver *gr;   /* NULL: no gRPC listener */
+    struct tls_ctx *tls;        /* NULL: plain TCP */
     struct pipeline *p;
     struct obs_registry *reg;
     unsigned n_workers;
@@ -206,6 +212,24 @@ fail:
     return rc;
 }
 
+int sock_server_set_tls(struct sock_server *s, struct tls_ctx *tls)
+{
+    if (s == NULL || tls == NULL || s->tls != NULL)
+        return -EINVAL;
+    for (unsigned w = 0; w < s->n_workers; w++) {
+        int rc = tls_worker_create(tls, w, &s->workers[w].tw);
+        if (rc < 0) {
+            while (w-- > 0) {
+                tls_worker_destroy(s->workers[w].tw);
+                s->workers[w].tw = NULL;
+            }
+            return rc;
+        }
+    }
+    s->tls = tls;
+    return 0;
+}
+
 uint16_t sock_server_port(const struct sock_server *s)
 {
     return s->port;
@@ -221,6 +245,7 @@ uint16_t sock_server_grpc_port(const struct sock_server *s)
 static void conn_close(struct sock_worker *wk, struct sock_conn *c)
 {
     epoll_ctl(wk->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    tls_conn_fini(&c->tls); /* close_notify first, when the handshake completed */
     close(c->fd);
     c->fd = -1;
     c->in_use = false;
@@ -246,20 +271,58 @@ static void conn_set_events(struct sock_worker *wk, struct sock_conn *c, bool wa
     c->epollout = want_out;
 }
 
+/* The data path's one read: plain recv() or TLS. Returns > 0 bytes, 0 at
+ * EOF, -EAGAIN when nothing is there, another negative errno: close. */
+static ssize_t conn_recv(struct sock_conn *c, uint8_t *buf, size_t len)
+{
+    if (c->tls.ssl != NULL)
+        return tls_conn_read(&c->tls, buf, len);
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+/* The data path's one write: plain send() or TLS. Returns > 0 bytes
+ * written, -EAGAIN when the socket is full (TLS: or must be read first),
+ * another negative errno: close. */
+static ssize_t conn_send(struct sock_conn *c, const uint8_t *buf, size_t len)
+{
+    if (c->tls.ssl != NULL)
+        return tls_conn_write(&c->tls, buf, len);
+    for (;;) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -EPIPE;
+        if (errno != EINTR)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
 /* Write what is pending. Returns false when the connection was closed. */
 static bool conn_flush(struct sock_worker *wk, struct sock_conn *c)
 {
+    if (unlikely(c->tls.ssl != NULL && !c->tls.established)) {
+        /* Nothing goes out before the handshake (the gRPC SETTINGS wait). */
+        if (!c->want_close)
+            return true;
+        conn_close(wk, c);
+        return false;
+    }
     while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = conn_send(c, c->out.data + c->out_off, c->out.len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            conn_set_events(wk, c, true);
+        if (n == -EAGAIN) {
+            /* TLS that must read before it can write waits for readable. */
+            conn_set_events(wk, c, c->tls.ssl == NULL || c->tls.want_write);
             return true;
         }
         conn_close(wk, c);
@@ -277,7 +340,9 @@ static bool conn_flush(struct sock_worker *wk, struct sock_conn *c)
     if (c->grpc && grpc_conn_want_close(&c->gc))
         c->want_close = true;
     if (c->want_close) {
-        /* Half-close so the client reads the whole response before the reset. */
+        /* Half-close so the client reads the whole response before the reset;
+         * over TLS, close_notify first. */
+        tls_conn_shutdown(&c->tls);
         shutdown(c->fd, SHUT_WR);
         conn_close(wk, c);
         return false;
@@ -288,22 +353,84 @@ static bool conn_flush(struct sock_worker *wk, struct sock_conn *c)
 
 static void conn_readable(struct sock_worker *wk, struct sock_conn *c, uint64_t now_ms)
 {
-    ssize_t n = recv(c->fd, wk->rbuf, SOCK_READ_CHUNK, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    /* Over TLS, OpenSSL may hold decrypted bytes no socket event will
+     * announce: read on while it does and the output is not stalled. */
+    do {
+        ssize_t n = conn_recv(c, wk->rbuf, SOCK_READ_CHUNK);
+        if (n == -EAGAIN) {
+            if (c->tls.ssl != NULL && c->tls.want_write) /* TLS must write first */
+                conn_set_events(wk, c, true);
+            return;
+        }
+        if (n <= 0) {
+            conn_close(wk, c);
+            return;
+        }
+        c->last_active_ms = now_ms;
+        if (c->grpc) {
+            if (grpc_conn_input(&c->gc, wk->rbuf, (size_t)n, &c->out) == GRPC_CLOSE)
+                c->want_close = true;
+        } else if (receiver_conn_input(&c->rc, wk->rbuf, (size_t)n, &c->out) == RECEIVER_CLOSE) {
+            c->want_close = true;
+        }
+        if (unlikely(c->tls.peer_closed)) /* close_notify after the data: answer, then close */
+            c->want_close = true;
+        if ((c->out.len > c->out_off || c->want_close) && !conn_flush(wk, c))
+            return;
+    } while (unlikely(tls_conn_pending(&c->tls)) && !c->epollout && !c->want_close);
+}
+
+/* http:// pointed at the TLS port: say so in plain HTTP (best effort, one
+ * non-blocking send) rather than reset the connection. The request is read
+ * and dropped first so that close() does not turn into a reset. */
+static void refuse_plain_http(struct sock_worker *wk, struct sock_conn *c)
+{
+    for (int i = 0; i < 4 && recv(c->fd, wk->rbuf, SOCK_READ_CHUNK, MSG_DONTWAIT) > 0; i++)
+        ;
+    size_t len = strlen(tls_plain_http_response);
+    if (send(c->fd, tls_plain_http_response, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len)
+        shutdown(c->fd, SHUT_WR);
+}
+
+/* Drive a TLS handshake; once complete, send what was queued (the gRPC
+ * server preface) and read what may have come with the client's Finished. */
+static void conn_handshake(struct sock_worker *wk, struct sock_conn *c, uint64_t now_ms)
+{
+    int rc = tls_conn_handshake(&c->tls);
+    if (rc == -EAGAIN) {
+        conn_set_events(wk, c, c->tls.want_write);
+        return;
+    }
+    if (rc < 0) {
+        if (c->tls.plain_http && !c->grpc)
+            refuse_plain_http(wk, c);
         conn_close(wk, c);
         return;
     }
-    if (n < 0)
-        return;
     c->last_active_ms = now_ms;
-    if (c->grpc) {
-        if (grpc_conn_input(&c->gc, wk->rbuf, (size_t)n, &c->out) == GRPC_CLOSE)
-            c->want_close = true;
-    } else if (receiver_conn_input(&c->rc, wk->rbuf, (size_t)n, &c->out) == RECEIVER_CLOSE) {
-        c->want_close = true;
+    conn_set_events(wk, c, false);
+    if (c->out.len > c->out_off && !conn_flush(wk, c))
+        return;
+    if (!c->epollout)
+        conn_readable(wk, c, now_ms);
+}
+
+static void conn_event(struct sock_worker *wk, struct sock_conn *c, uint32_t events,
+                       uint64_t now_ms)
+{
+    if (unlikely(c->tls.ssl != NULL && !c->tls.established)) {
+        conn_handshake(wk, c, now_ms);
+        return;
     }
-    if (c->out.len > c->out_off || c->want_close)
-        conn_flush(wk, c);
+    if (events & EPOLLOUT) {
+        if (!conn_flush(wk, c))
+            return;
+        /* TLS: a read that had to write first, or records OpenSSL holds. */
+        if (c->tls.ssl != NULL && !c->epollout)
+            conn_readable(wk, c, now_ms);
+    } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        conn_readable(wk, c, now_ms);
+    }
 }
 
 static void accept_all(struct sock_worker *wk, int listen_fd, bool grpc, uint64_t now_ms)
@@ -329,6 +456,15 @@ static void accept_all(struct sock_worker *wk, int listen_fd, bool grpc, uint64_
             close(fd);
             continue;
         }
+        if (wk->tw != NULL &&
+            tls_conn_init(&c->tls, wk->tw, fd, grpc ? TLS_ALPN_H2 : TLS_ALPN_HTTP1) < 0) {
+            if (grpc)
+                grpc_conn_fini(&c->gc);
+            else
+                receiver_conn_fini(&c->rc);
+            close(fd);
+            continue;
+        }
         c->grpc = grpc;
         wk->free_list = c->next_free;
         c->fd = fd;
@@ -344,6 +480,7 @@ static void accept_all(struct sock_worker *wk, int listen_fd, bool grpc, uint64_
                 grpc_conn_fini(&c->gc);
             else
                 receiver_conn_fini(&c->rc);
+            tls_conn_fini(&c->tls);
             close(fd);
             c->fd = -1;
             c->in_use = false;
@@ -400,6 +537,18 @@ static void scan_timeouts(struct sock_worker *wk, uint64_t now_ms, bool stopping
         struct sock_conn *c = &wk->conns[i];
         if (!c->in_use || c->want_close)
             continue;
+        if (unlikely(c->tls.ssl != NULL && !c->tls.established)) {
+            /* The handshake counts as the start of a request: it must
+             * complete within request_timeout_ms of the accept. */
+            if (!stopping && now_ms - c->last_active_ms < cfg->receiver.request_timeout_ms)
+                continue;
+            if (!stopping) {
+                tls_conn_handshake_timeout(&c->tls);
+                obs_counter_inc(wk->s->reg, wk->id, wk->s->m_timeouts + wk->id);
+            }
+            conn_close(wk, c);
+            continue;
+        }
         if (c->grpc) {
             grpc_timers(wk, c, now_ms, stopping);
             continue;
@@ -469,12 +618,7 @@ static void *worker_main(void *arg)
                 struct sock_conn *c = ptr;
                 if (!c->in_use)
                     continue;
-                if (evs[i].events & EPOLLOUT) {
-                    if (!conn_flush(wk, c))
-                        continue;
-                } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                    conn_readable(wk, c, now);
-                }
+                conn_event(wk, c, evs[i].events, now);
             }
         }
         bool stopping = atomic_load(&s->stopping) != 0;
@@ -564,11 +708,12 @@ int sock_server_start(struct sock_server *s)
             goto fail;
         wk->started = true;
     }
-    log_info("otlp/http receiver listening", "host=%s port=%u workers=%u",
-             s->cfg->receiver.host, (unsigned)s->port, s->n_workers);
+    log_info("otlp/http receiver listening", "host=%s port=%u workers=%u tls=%s",
+             s->cfg->receiver.host, (unsigned)s->port, s->n_workers, s->tls ? "true" : "false");
     if (s->gr != NULL)
-        log_info("otlp/grpc receiver listening", "host=%s port=%u workers=%u",
-                 s->cfg->receiver.host, (unsigned)s->grpc_port, s->n_workers);
+        log_info("otlp/grpc receiver listening", "host=%s port=%u workers=%u tls=%s",
+                 s->cfg->receiver.host, (unsigned)s->grpc_port, s->n_workers,
+                 s->tls ? "true" : "false");
     return 0;
 fail:
     sock_server_stop(s, base_now_ms());
@@ -608,6 +753,7 @@ void sock_server_destroy(struct sock_server *s)
             if (wk->conns != NULL)
                 for (unsigned i = 0; i < wk->max_conns; i++)
                     if (wk->conns[i].in_use) {
+                        tls_conn_fini(&wk->conns[i].tls);
                         close(wk->conns[i].fd);
                         if (wk->conns[i].grpc)
                             grpc_conn_fini(&wk->conns[i].gc);
@@ -625,6 +771,7 @@ void sock_server_destroy(struct sock_server *s)
                 close(wk->wake_fd);
             receiver_worker_destroy(wk->rw);
             grpc_worker_destroy(wk->gw);
+            tls_worker_destroy(wk->tw);
             free(wk->conns);
             free(wk->rbuf);
         }

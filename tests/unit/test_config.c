@@ -508,8 +508,9 @@ static void test_enums(void **state)
     struct svc_config c;
     expect_errors("dataplane:\n  mode: dpd\n",
                   "t.yaml:2: dataplane.mode: must be one of socket, dpdk; got 'dpd'\n");
-    expect_errors("exporter:\n  protocol: grpc\n",
-                  "t.yaml:2: exporter.protocol: must be one of file, otlp_http, discard; got 'grpc'\n");
+    expect_errors("exporter:\n  protocol: pigeon\n",
+                  "t.yaml:2: exporter.protocol: must be one of file, otlp_http, discard, nats, "
+                  "grpc, kafka; got 'pigeon'\n");
     expect_errors("exporter:\n  compression: zstd\n",
                   "t.yaml:2: exporter.compression: must be one of none, gzip; got 'zstd'\n");
     expect_errors("service:\n  log_level: verbose\n",
@@ -539,7 +540,8 @@ static void test_unknown_keys(void **state)
     expect_errors("control:\n  zzz: 1\n",
                   "t.yaml:2: control.zzz: unknown key; valid keys: host, port\n");
     expect_errors("zzz: 1\n", "t.yaml:1: zzz: unknown section; valid sections: service, "
-                              "receiver, dataplane, batch, exporter, control, resources\n");
+                              "receiver, dataplane, batch, exporter, control, resources, "
+                              "spool\n");
     /* Nested sections are only reachable under their parent. */
     expect_error_part("retry:\n  enabled: true\n", "t.yaml:1: retry: unknown section");
     expect_error_part("exporter.retry:\n  enabled: true\n", "t.yaml:1: exporter.retry: unknown");
@@ -595,7 +597,8 @@ static void test_yaml_syntax_error(void **state)
                   "quoted scalar on line 2)\n");
     expect_errors("a: 1\n---\nb: 2\n", "t.yaml:1: a: unknown section; valid sections: service, "
                                        "receiver, dataplane, batch, exporter, control, "
-                                       "resources\nt.yaml:3: only one YAML document is allowed\n");
+                                       "resources, spool\nt.yaml:3: only one YAML document is "
+                                       "allowed\n");
     expect_error_part("service:\n  name: \"\xff\xfe\"\n", "t.yaml:2: YAML syntax error: invalid");
     /* Aliases resolve like any value. */
     struct svc_config c;
@@ -624,7 +627,7 @@ static void test_collects_all_errors(void **state)
                   "t.yaml:5: receiver.bogus: unknown key; valid keys: host, http_port, "
                   "grpc_port, max_connections, max_header_bytes, max_headers, max_body_bytes, "
                   "max_decompressed_bytes, idle_timeout_ms, request_timeout_ms, retry_after_s, "
-                  "max_nesting_depth\n"
+                  "max_nesting_depth, tls, auth\n"
                   "t.yaml:7: batch.max_queue_size: expected an integer, got 'x'\n"
                   "t.yaml:10: exporter.retry.multiplier: must be between 1 and 10, got 0\n");
     /* Flow style and a multi-line value keep their own line numbers. */
@@ -923,6 +926,117 @@ static void test_file_errors(void **state)
     buf_free(&e);
 }
 
+/* exporter.nats: defaults, accepted values and the syntax checks. */
+static void test_nats_section(void **state)
+{
+    (void)state;
+    struct svc_config c;
+    load_ok("exporter:\n  protocol: nats\n", &c);
+    assert_int_equal(c.exporter.protocol, EXPORTER_NATS);
+    assert_string_equal(config_exporter_protocol_name(c.exporter.protocol), "nats");
+    assert_string_equal(c.exporter.nats.servers, "nats://127.0.0.1:4222");
+    assert_string_equal(c.exporter.nats.subject_prefix, "otlp");
+    assert_string_equal(c.exporter.nats.traces_subject, "");
+    assert_string_equal(c.exporter.nats.stream, "OTLP");
+    assert_true(c.exporter.nats.create_stream);
+    assert_int_equal(c.exporter.nats.stream_replicas, 1);
+    assert_int_equal(c.exporter.nats.stream_max_bytes, 0);
+    assert_int_equal(c.exporter.nats.max_pending, 256);
+    config_free(&c);
+    load_ok("exporter:\n  nats:\n    servers: \"nats://a:4222, tls://u:p@b:4223,nats://c\"\n"
+            "    traces_subject: tenant-1.otlp.spans\n    stream: OTLP_1\n"
+            "    stream_replicas: 3\n    stream_max_bytes: 10GiB\n",
+            &c);
+    assert_string_equal(c.exporter.nats.traces_subject, "tenant-1.otlp.spans");
+    assert_int_equal(c.exporter.nats.stream_replicas, 3);
+    assert_int_equal(c.exporter.nats.stream_max_bytes, 10ull << 30);
+    config_free(&c);
+    expect_error_part("exporter:\n  nats:\n    servers: http://a:4222\n",
+                      "exporter.nats.servers: each server must be a nats:// or tls:// URL");
+    expect_error_part("exporter:\n  nats:\n    servers: \"nats://a:4222,\"\n",
+                      "exporter.nats.servers: each server must be a nats:// or tls:// URL");
+    expect_error_part("exporter:\n  nats:\n    subject_prefix: otlp.>\n",
+                      "exporter.nats.subject_prefix: must not contain the wildcards");
+    expect_error_part("exporter:\n  nats:\n    logs_subject: a..b\n",
+                      "exporter.nats.logs_subject: must be tokens separated by single dots");
+    expect_error_part("exporter:\n  nats:\n    stream: a.b\n",
+                      "exporter.nats.stream: must not contain");
+    expect_error_part("exporter:\n  nats:\n    stream_replicas: 6\n",
+                      "exporter.nats.stream_replicas");
+    expect_error_part("exporter:\n  nats:\n    subject_prefix: \"\"\n",
+                      "exporter.nats.subject_prefix");
+}
+
+/* receiver.tls and receiver.auth: defaults, values, cross-field rules, and
+ * bearer tokens kept out of error messages and redacted dumps. */
+static void test_receiver_tls_auth(void **state)
+{
+    (void)state;
+    struct svc_config c;
+    load_ok("", &c);
+    assert_false(c.receiver.tls.enabled);
+    assert_int_equal(c.receiver.tls.client_auth, TLS_CLIENT_AUTH_NONE);
+    assert_int_equal(c.receiver.tls.min_version, TLS_MIN_VERSION_1_2);
+    assert_string_equal(c.receiver.tls.cert_file, "");
+    assert_string_equal(c.receiver.auth.bearer_tokens, "");
+    config_free(&c);
+    load_ok("receiver:\n  tls:\n    enabled: true\n    cert_file: /s.pem\n    key_file: /s.key\n"
+            "    ca_file: /ca.pem\n    client_auth: require\n    min_version: 1.3\n"
+            "    ciphers: ECDHE+AESGCM\n"
+            "  auth:\n    bearer_tokens: \"t0k-1, abc.DEF_~+/==\"\n    token_file: /t\n",
+            &c);
+    assert_true(c.receiver.tls.enabled);
+    assert_string_equal(c.receiver.tls.cert_file, "/s.pem");
+    assert_int_equal(c.receiver.tls.client_auth, TLS_CLIENT_AUTH_REQUIRE);
+    assert_int_equal(c.receiver.tls.min_version, TLS_MIN_VERSION_1_3);
+    assert_string_equal(c.receiver.tls.ciphers, "ECDHE+AESGCM");
+    assert_string_equal(c.receiver.auth.bearer_tokens, "t0k-1, abc.DEF_~+/==");
+    assert_string_equal(c.receiver.auth.token_file, "/t");
+    struct buf y = {0};
+    assert_int_equal(config_write_yaml(&c, true, &y), 0);
+    assert_null(strstr(text(&y), "t0k-1"));
+    assert_non_null(strstr(text(&y), "bearer_tokens: \"<redacted>\""));
+    assert_non_null(strstr(text(&y), "min_version: 1.3"));
+    buf_free(&y);
+    assert_int_equal(config_write_yaml(&c, false, &y), 0);
+    assert_non_null(strstr(text(&y), "t0k-1"));
+    buf_free(&y);
+    config_free(&c);
+    setenv("OTLP__RECEIVER__TLS__CLIENT_AUTH", "request", 1);
+    setenv("OTLP__RECEIVER__AUTH__BEARER_TOKENS", "from-env", 1);
+    load_ok("", &c);
+    assert_int_equal(c.receiver.tls.client_auth, TLS_CLIENT_AUTH_REQUEST);
+    assert_string_equal(c.receiver.auth.bearer_tokens, "from-env");
+    config_free(&c);
+    unsetenv("OTLP__RECEIVER__TLS__CLIENT_AUTH");
+    unsetenv("OTLP__RECEIVER__AUTH__BEARER_TOKENS");
+
+    expect_errors("receiver:\n  tls:\n    enabled: true\n    cert_file: /s.pem\n",
+                  "t.yaml:3: receiver.tls.key_file: required when receiver.tls.enabled is true\n");
+    expect_errors("receiver:\n  tls:\n    enabled: true\n    cert_file: /s.pem\n"
+                  "    key_file: /s.key\n    client_auth: request\n",
+                  "t.yaml:6: receiver.tls.ca_file: required when receiver.tls.client_auth is "
+                  "request or require (the CAs client certificates are verified against)\n");
+    expect_error_part("receiver:\n  tls:\n    min_version: 1.1\n",
+                      "receiver.tls.min_version: must be one of 1.2, 1.3");
+    expect_error_part("receiver:\n  tls:\n    client_auth: optional\n",
+                      "receiver.tls.client_auth: must be one of none, request, require");
+    /* malformed token lists; the token is never echoed */
+    static const char *const bad[] = {"a b", "a,,b", "a,", ",a", "t=x", "s3cr%t"};
+    for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof(yaml), "receiver:\n  auth:\n    bearer_tokens: \"%s\"\n", bad[i]);
+        struct buf e = {0};
+        assert_int_equal(config_load_buffer("t.yaml", yaml, strlen(yaml), &c, &e), -EINVAL);
+        assert_non_null(strstr(text(&e), "receiver.auth.bearer_tokens"));
+        assert_null(strstr(text(&e), bad[i]));
+        buf_free(&e);
+    }
+    /* blank is none */
+    load_ok("receiver:\n  auth:\n    bearer_tokens: \"  \"\n", &c);
+    config_free(&c);
+}
+
 /* The shipped files load; default.yaml is the built-in defaults but for data_dir. */
 static void test_shipped_configs(void **state)
 {
@@ -1111,6 +1225,38 @@ static void test_docs_match_tables(void **state)
     buf_free(&r);
 }
 
+/* spool: defaults, every value, and segment_bytes within max_bytes. */
+static void test_spool_section(void **state)
+{
+    (void)state;
+    struct svc_config c;
+    load_ok("", &c);
+    assert_false(c.spool.enabled);
+    assert_string_equal(c.spool.dir, "");
+    assert_int_equal(c.spool.max_bytes, 1ull << 30);
+    assert_int_equal(c.spool.segment_bytes, 64ull << 20);
+    assert_int_equal(c.spool.fsync, SPOOL_FSYNC_INTERVAL);
+    assert_int_equal(c.spool.fsync_interval_ms, 1000);
+    config_free(&c);
+    load_ok("spool:\n  enabled: true\n  dir: /srv/spool\n  max_bytes: 10GiB\n"
+            "  segment_bytes: 1GiB\n  fsync: always\n  fsync_interval_ms: 50\n",
+            &c);
+    assert_true(c.spool.enabled);
+    assert_string_equal(c.spool.dir, "/srv/spool");
+    assert_int_equal(c.spool.max_bytes, 10ull << 30);
+    assert_int_equal(c.spool.segment_bytes, 1ull << 30);
+    assert_int_equal(c.spool.fsync, SPOOL_FSYNC_ALWAYS);
+    assert_int_equal(c.spool.fsync_interval_ms, 50);
+    assert_string_equal(config_spool_fsync_name(c.spool.fsync), "always");
+    config_free(&c);
+    expect_errors("spool:\n  fsync: sometimes\n",
+                  "t.yaml:2: spool.fsync: must be one of always, interval, never; got "
+                  "'sometimes'\n");
+    expect_errors("spool:\n  max_bytes: 2MiB\n  segment_bytes: 4MiB\n",
+                  "t.yaml:3: spool.segment_bytes: 4194304 is larger than spool.max_bytes "
+                  "(2097152)\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1134,6 +1280,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_override_log_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nats_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receiver_tls_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shipped_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_yaml_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_cores, setup, teardown),
