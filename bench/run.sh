@@ -61,6 +61,12 @@ log() { echo "[bench $(date +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)] $*
 
 mkdir -p "$OUT"
 [ $REPORT_ONLY = 1 ] || : > "$RESULTS"
+# the commit of the tree that is built (recorded before the build, not at report time)
+if [ $REPORT_ONLY = 0 ]; then
+    { git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown; } >"$OUT/commit.txt"
+    echo "$DUR $SOAK" >"$OUT/params.txt"
+    git -C "$ROOT" status --porcelain --untracked-files=no -- . ':!docs' 2>/dev/null >"$OUT/dirty.txt" || true
+fi
 
 # ---------------------------------------------------------------- build
 if [ $BUILD_IT = 1 ]; then
@@ -439,6 +445,8 @@ fi
 $PY - "$RESULTS" "$ROOT" "$OUT" "$DUR" "$SOAK" <<'EOF' | tee "$OUT/table.md"
 import json, subprocess, sys, datetime, os
 res, root, out, dur, soak = sys.argv[1:]
+if os.path.exists(os.path.join(out, "params.txt")):
+    dur, soak = open(os.path.join(out, "params.txt")).read().split()
 rows = [json.loads(l) for l in open(res) if l.strip()]
 def sh(c):
     try:
@@ -446,7 +454,10 @@ def sh(c):
     except Exception:
         return "?"
 model = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
-commit = sh("git rev-parse --short HEAD") + (" (+ uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else "")
+commit = open(os.path.join(out, "commit.txt")).read().strip() if os.path.exists(os.path.join(out, "commit.txt")) else "?"
+dirty = open(os.path.join(out, "dirty.txt")).read().split() if os.path.exists(os.path.join(out, "dirty.txt")) else []
+if dirty:
+    commit += " + uncommitted changes in " + ", ".join(dirty[1::2][:6]) + (" ..." if len(dirty) > 12 else "")
 print("## Results %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 print()
 print("- machine: %s CPUs, %s, %s" % (sh("nproc"), model, sh("uname -r")))
