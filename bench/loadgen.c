@@ -159,9 +159,14 @@ struct lg_opts {
     const char *label;
 };
 
-static struct lg_opts g_opts = {
-    .conns = 32, .threads = 1, .duration_s = 10, .warmup_s = 0, .rate = 0, .timeout_s = 30,
-    .content_type = "application/x-protobuf", .label = ""};
+static struct lg_opts g_opts = {.conns = 32,
+                                .threads = 1,
+                                .duration_s = 10,
+                                .warmup_s = 0,
+                                .rate = 0,
+                                .timeout_s = 30,
+                                .content_type = "application/x-protobuf",
+                                .label = ""};
 static struct lg_target g_target;
 static struct lg_request *g_reqs;
 static size_t g_n_reqs;
@@ -206,11 +211,12 @@ static void request_build(struct lg_request *r, uint8_t *body, size_t body_len,
         path = def_path;
     }
     bool gz = strcmp(encoding, "identity") != 0;
-    int n = snprintf(head, sizeof(head),
-                     "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: otlp-loadgen/1\r\n"
-                     "Content-Type: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-                     path, g_target.host, g_target.port, g_opts.content_type,
-                     gz ? "Content-Encoding: " : "", gz ? encoding : "", gz ? "\r\n" : "", body_len);
+    int n =
+        snprintf(head, sizeof(head),
+                 "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: otlp-loadgen/1\r\n"
+                 "Content-Type: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                 path, g_target.host, g_target.port, g_opts.content_type,
+                 gz ? "Content-Encoding: " : "", gz ? encoding : "", gz ? "\r\n" : "", body_len);
     if (n < 0 || (size_t)n >= sizeof(head))
         die("request head too long for %s", path);
     r->wire_len = (size_t)n + body_len;
@@ -331,11 +337,11 @@ enum conn_state { CS_CLOSED, CS_CONNECTING, CS_IDLE, CS_BUSY };
 struct lg_conn {
     int fd;
     enum conn_state state;
-    bool want_out;           /* EPOLLOUT registered */
+    bool want_out; /* EPOLLOUT registered */
     const struct lg_request *req;
-    size_t sent;             /* bytes of req->wire written */
-    uint64_t sched_ns;       /* when the request was due (open loop) or sent (closed) */
-    uint64_t retry_at_ns;    /* CS_CLOSED: reconnect not before */
+    size_t sent;          /* bytes of req->wire written */
+    uint64_t sched_ns;    /* when the request was due (open loop) or sent (closed) */
+    uint64_t retry_at_ns; /* CS_CLOSED: reconnect not before */
     uint8_t *rx;
     size_t rx_len, rx_cap;
 };
@@ -346,9 +352,9 @@ struct lg_stats {
     uint64_t status_other;
     uint64_t responses;
     uint64_t items_ok[SIG_N];
-    uint64_t items_rejected[SIG_N];  /* partial_success.rejected_* */
-    uint64_t items_refused[SIG_N];   /* items of non-2xx answers */
-    uint64_t bytes_sent;             /* request bytes (head + body) of answered requests */
+    uint64_t items_rejected[SIG_N]; /* partial_success.rejected_* */
+    uint64_t items_refused[SIG_N];  /* items of non-2xx answers */
+    uint64_t bytes_sent;            /* request bytes (head + body) of answered requests */
     uint64_t body_bytes;
     uint64_t err_connect, err_reset, err_timeout, err_parse;
     uint64_t unfinished; /* open loop: due before the end but not answered */
@@ -568,9 +574,9 @@ static long resp_parse(const struct lg_conn *c, int *status, size_t *body_off, s
         else if (header_is(line, ll, "transfer-encoding", &v))
             chunked = strncasecmp(v, "chunked", 7) == 0;
         else if (header_is(line, ll, "connection", &v))
-            *close_after = strncasecmp(v, "close", 5) == 0 ? true
+            *close_after = strncasecmp(v, "close", 5) == 0         ? true
                            : strncasecmp(v, "keep-alive", 10) == 0 ? false
-                                                                    : *close_after;
+                                                                   : *close_after;
         line = memchr(eol, '\n', hl - (size_t)(eol - b));
     }
     if (chunked) {
@@ -889,21 +895,22 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: otlp-loadgen --index FILE [options] URL\n"
-            "  URL                 http://host:port (requests go to /v1/<signal> of each file)\n"
-            "                      or http://host:port/path (every request to that path)\n"
-            "  -i, --index FILE    index written by bench/otlp_traffic.py requests\n"
-            "  -c, --connections N keep-alive connections (default 32), one request in flight each\n"
-            "  -t, --threads N     threads (default 1); connections are split between them\n"
-            "  -d, --duration S    measured seconds (default 10), after the warm-up\n"
-            "  -w, --warmup S      seconds not counted (default 0)\n"
-            "  -R, --rate N        open loop: N requests/s in total, latency from the scheduled\n"
-            "                      send time; 0 (default): closed loop, as fast as possible\n"
-            "      --timeout S     per request (default 30); the connection is closed\n"
-            "      --content-type T  (default application/x-protobuf)\n"
-            "      --label TEXT    copied into the JSON output\n"
-            "Output: one JSON line on stdout, a table on stderr.\n");
+    fprintf(
+        stderr,
+        "usage: otlp-loadgen --index FILE [options] URL\n"
+        "  URL                 http://host:port (requests go to /v1/<signal> of each file)\n"
+        "                      or http://host:port/path (every request to that path)\n"
+        "  -i, --index FILE    index written by bench/otlp_traffic.py requests\n"
+        "  -c, --connections N keep-alive connections (default 32), one request in flight each\n"
+        "  -t, --threads N     threads (default 1); connections are split between them\n"
+        "  -d, --duration S    measured seconds (default 10), after the warm-up\n"
+        "  -w, --warmup S      seconds not counted (default 0)\n"
+        "  -R, --rate N        open loop: N requests/s in total, latency from the scheduled\n"
+        "                      send time; 0 (default): closed loop, as fast as possible\n"
+        "      --timeout S     per request (default 30); the connection is closed\n"
+        "      --content-type T  (default application/x-protobuf)\n"
+        "      --label TEXT    copied into the JSON output\n"
+        "Output: one JSON line on stdout, a table on stderr.\n");
     exit(2);
 }
 
@@ -914,26 +921,49 @@ static double ms(uint64_t ns)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"index", required_argument, NULL, 'i'},     {"connections", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'},   {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},    {"rate", required_argument, NULL, 'R'},
-        {"timeout", required_argument, NULL, 'T'},   {"content-type", required_argument, NULL, 'C'},
-        {"label", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option lopts[] = {{"index", required_argument, NULL, 'i'},
+                                          {"connections", required_argument, NULL, 'c'},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"duration", required_argument, NULL, 'd'},
+                                          {"warmup", required_argument, NULL, 'w'},
+                                          {"rate", required_argument, NULL, 'R'},
+                                          {"timeout", required_argument, NULL, 'T'},
+                                          {"content-type", required_argument, NULL, 'C'},
+                                          {"label", required_argument, NULL, 'L'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "i:c:t:d:w:R:h", lopts, NULL)) != -1) {
         switch (o) {
-        case 'i': g_opts.index = optarg; break;
-        case 'c': g_opts.conns = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 't': g_opts.threads = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'd': g_opts.duration_s = strtod(optarg, NULL); break;
-        case 'w': g_opts.warmup_s = strtod(optarg, NULL); break;
-        case 'R': g_opts.rate = strtod(optarg, NULL); break;
-        case 'T': g_opts.timeout_s = strtod(optarg, NULL); break;
-        case 'C': g_opts.content_type = optarg; break;
-        case 'L': g_opts.label = optarg; break;
-        default: usage();
+        case 'i':
+            g_opts.index = optarg;
+            break;
+        case 'c':
+            g_opts.conns = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            g_opts.threads = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            g_opts.duration_s = strtod(optarg, NULL);
+            break;
+        case 'w':
+            g_opts.warmup_s = strtod(optarg, NULL);
+            break;
+        case 'R':
+            g_opts.rate = strtod(optarg, NULL);
+            break;
+        case 'T':
+            g_opts.timeout_s = strtod(optarg, NULL);
+            break;
+        case 'C':
+            g_opts.content_type = optarg;
+            break;
+        case 'L':
+            g_opts.label = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (optind != argc - 1 || g_opts.index == NULL)
@@ -1050,8 +1080,9 @@ int main(int argc, char **argv)
     double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("},\"loadgen_cpu_s\":%.3f,\"loadgen_oversleep_ms\":{\"samples\":%" PRIu64
-           ",\"p99\":%.4f,\"max\":%.4f}", cpu_s, tot->oversleep.total,
-           ms(hist_percentile(&tot->oversleep, 99)), ms(tot->oversleep.max));
+           ",\"p99\":%.4f,\"max\":%.4f}",
+           cpu_s, tot->oversleep.total, ms(hist_percentile(&tot->oversleep, 99)),
+           ms(tot->oversleep.max));
     printf(",\"non2xx\":%" PRIu64 ",\"errors\":{\"connect\":%" PRIu64 ",\"reset\":%" PRIu64
            ",\"timeout\":%" PRIu64 ",\"parse\":%" PRIu64 "},\"unfinished\":%" PRIu64
            ",\"latency_ms\":{\"samples\":%" PRIu64 ",\"min\":%.4f,\"mean\":%.4f,\"p50\":%.4f,"
@@ -1067,28 +1098,36 @@ int main(int argc, char **argv)
     if (g_opts.rate > 0)
         fprintf(stderr, "  target rate       %12.0f req/s (latency from the scheduled time)\n",
                 g_opts.rate);
-    fprintf(stderr, "  requests          %12.0f req/s   %" PRIu64 " answered, %" PRIu64 " non-2xx\n",
+    fprintf(stderr,
+            "  requests          %12.0f req/s   %" PRIu64 " answered, %" PRIu64 " non-2xx\n",
             (double)tot->responses / secs, tot->responses, non2xx);
     for (unsigned k = 0; k < SIG_N; k++)
         if (tot->items_ok[k] || tot->items_refused[k])
-            fprintf(stderr, "  %-17s %12.0f /s      %" PRIu64 " accepted, %" PRIu64
-                    " refused, %" PRIu64 " rejected\n", item_names[k],
-                    (double)tot->items_ok[k] / secs, tot->items_ok[k], tot->items_refused[k],
-                    tot->items_rejected[k]);
-    fprintf(stderr, "  request bytes     %12.1f Mbit/s\n", (double)tot->bytes_sent * 8 / secs / 1e6);
+            fprintf(stderr,
+                    "  %-17s %12.0f /s      %" PRIu64 " accepted, %" PRIu64 " refused, %" PRIu64
+                    " rejected\n",
+                    item_names[k], (double)tot->items_ok[k] / secs, tot->items_ok[k],
+                    tot->items_refused[k], tot->items_rejected[k]);
+    fprintf(stderr, "  request bytes     %12.1f Mbit/s\n",
+            (double)tot->bytes_sent * 8 / secs / 1e6);
     fprintf(stderr, "  status           ");
     for (unsigned k = 0; k < LG_N_STATUS; k++)
         if (tot->status[k])
             fprintf(stderr, " %u:%" PRIu64, k, tot->status[k]);
-    fprintf(stderr, "\n  errors             connect %" PRIu64 ", reset %" PRIu64 ", timeout %" PRIu64
-            ", parse %" PRIu64 ", unfinished %" PRIu64 "\n", tot->err_connect, tot->err_reset,
-            tot->err_timeout, tot->err_parse, tot->unfinished);
-    fprintf(stderr, "  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  "
-            "(mean %.3f, %" PRIu64 " samples)\n", p50, p90, p99, p999, mx, mean, h->total);
+    fprintf(stderr,
+            "\n  errors             connect %" PRIu64 ", reset %" PRIu64 ", timeout %" PRIu64
+            ", parse %" PRIu64 ", unfinished %" PRIu64 "\n",
+            tot->err_connect, tot->err_reset, tot->err_timeout, tot->err_parse, tot->unfinished);
+    fprintf(stderr,
+            "  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  "
+            "(mean %.3f, %" PRIu64 " samples)\n",
+            p50, p90, p99, p999, mx, mean, h->total);
     if (g_opts.rate > 0)
-        fprintf(stderr, "  loadgen stalls     timed waits returned late by p99 %.3f ms, max %.3f ms "
-                "(%" PRIu64 " waits)\n", ms(hist_percentile(&tot->oversleep, 99)),
-                ms(tot->oversleep.max), tot->oversleep.total);
+        fprintf(stderr,
+                "  loadgen stalls     timed waits returned late by p99 %.3f ms, max %.3f ms "
+                "(%" PRIu64 " waits)\n",
+                ms(hist_percentile(&tot->oversleep, 99)), ms(tot->oversleep.max),
+                tot->oversleep.total);
     for (unsigned i = 0; i < nt; i++) {
         close(th[i].ep);
         free(th[i].conns);

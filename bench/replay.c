@@ -267,8 +267,8 @@ static void frame_rebase(struct rp_frame *f, uint32_t delta)
     uint8_t *tcp = f->data + 14 + (f->data[14] & 15u) * 4u;
     uint32_t a = f->orig_ack, b = a + delta;
     uint32_t sum = (uint16_t)~f->orig_csum;
-    sum += (uint16_t)~(a >> 16) + (b >> 16);
-    sum += (uint16_t)~(a & 0xffff) + (b & 0xffff);
+    sum += (uint16_t) ~(a >> 16) + (b >> 16);
+    sum += (uint16_t) ~(a & 0xffff) + (b & 0xffff);
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
     wr32(tcp + 8, b);
@@ -491,7 +491,7 @@ int main(int argc, char **argv)
     enum rp_layer layer = RP_NET;
     const char *pcap = NULL, *index = NULL, *label = "";
     double seconds = 5;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--layer") == 0 && v) {
@@ -509,7 +509,6 @@ int main(int argc, char **argv)
         } else {
             usage();
         }
-        i++;
     }
     if ((layer == RP_NET && pcap == NULL) || (layer != RP_NET && index == NULL) || seconds <= 0)
         usage();
@@ -533,8 +532,8 @@ int main(int argc, char **argv)
     struct rp_worker *w = calloc(1, sizeof(*w));
     struct compress_ctx *cz = NULL;
     struct buf inflated = {0};
-    if (w == NULL || obs_registry_create(3, 8192, &reg) < 0 || pipeline_create(&cfg, 1, &pipe) < 0 ||
-        receiver_create(&cfg, pipe, reg, 1, &recv) < 0 ||
+    if (w == NULL || obs_registry_create(3, 8192, &reg) < 0 ||
+        pipeline_create(&cfg, 1, &pipe) < 0 || receiver_create(&cfg, pipe, reg, 1, &recv) < 0 ||
         receiver_worker_create(recv, 0, &w->rw) < 0 ||
         export_runner_create(&cfg, pipe, reg, 1, &exp) < 0 || export_runner_start(exp) < 0 ||
         compress_ctx_create(&cz) < 0 || buf_init(&inflated, 1 << 20, 0) < 0)
@@ -668,20 +667,21 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double mhz = cpu_mhz();
     static const char *const names[] = {"net", "http", "scan"};
-    printf("{\"kind\":\"inproc\",\"label\":\"%s\",\"layer\":\"%s\",\"input\":\"%s\",\"duration_s\":%.3f,"
-           "\"loops\":%" PRIu64 ",\"requests_per_s\":%.1f,\"spans_per_s\":%.1f,\"items_per_s\":%.1f,"
-           "\"input_mbit_per_s\":%.1f,\"cpu_cores\":%.3f,\"spans_per_cpu_s\":%.1f,"
-           "\"cycles_per_span\":%.1f,\"cycles_per_request\":%.1f,\"refused\":%.0f,\"waits\":%" PRIu64
-           ",\"net_drops\":%" PRIu64
-           ",\"drops\":{%s},\"synacks\":%" PRIu64 ",\"accepts\":%" PRIu64 ",\"tx_frames\":%" PRIu64
-           ",\"peak_rss_kb\":%ld,\"load_start\":%.2f,\"load_end\":%.2f}\n",
-           label, names[layer], layer == RP_NET ? pcap : index, wall, loops, reqs / wall,
-           spans / wall, items / wall, (double)http_bytes * 8 / wall / 1e6, cpu / wall,
-           cpu > 0 ? items / cpu : 0, items > 0 ? cpu * mhz * 1e6 / items : 0,
-           reqs > 0 ? cpu * mhz * 1e6 / reqs : 0, refused, g_waits, drops, drop_json, w->synacks, w->accepts,
-           w->tx_frames, ru.ru_maxrss, la0, la1);
-    fprintf(stderr, "otlp-replay %s %s: %.0f req/s, %.0f items/s on %.2f CPU (%.0f items per CPU-s, "
-                    "%.0f cycles/item), %.0f Mbit/s in, %" PRIu64 " drops, %.0f refused\n",
+    printf(
+        "{\"kind\":\"inproc\",\"label\":\"%s\",\"layer\":\"%s\",\"input\":\"%s\",\"duration_s\":%."
+        "3f,"
+        "\"loops\":%" PRIu64 ",\"requests_per_s\":%.1f,\"spans_per_s\":%.1f,\"items_per_s\":%.1f,"
+        "\"input_mbit_per_s\":%.1f,\"cpu_cores\":%.3f,\"spans_per_cpu_s\":%.1f,"
+        "\"cycles_per_span\":%.1f,\"cycles_per_request\":%.1f,\"refused\":%.0f,\"waits\":%" PRIu64
+        ",\"net_drops\":%" PRIu64 ",\"drops\":{%s},\"synacks\":%" PRIu64 ",\"accepts\":%" PRIu64
+        ",\"tx_frames\":%" PRIu64 ",\"peak_rss_kb\":%ld,\"load_start\":%.2f,\"load_end\":%.2f}\n",
+        label, names[layer], layer == RP_NET ? pcap : index, wall, loops, reqs / wall, spans / wall,
+        items / wall, (double)http_bytes * 8 / wall / 1e6, cpu / wall, cpu > 0 ? items / cpu : 0,
+        items > 0 ? cpu * mhz * 1e6 / items : 0, reqs > 0 ? cpu * mhz * 1e6 / reqs : 0, refused,
+        g_waits, drops, drop_json, w->synacks, w->accepts, w->tx_frames, ru.ru_maxrss, la0, la1);
+    fprintf(stderr,
+            "otlp-replay %s %s: %.0f req/s, %.0f items/s on %.2f CPU (%.0f items per CPU-s, "
+            "%.0f cycles/item), %.0f Mbit/s in, %" PRIu64 " drops, %.0f refused\n",
             names[layer], label, reqs / wall, items / wall, cpu / wall, cpu > 0 ? items / cpu : 0,
             items > 0 ? cpu * mhz * 1e6 / items : 0, (double)http_bytes * 8 / wall / 1e6, drops,
             refused);

@@ -313,6 +313,7 @@ if at30 and end:
     a, b = int(at30["vmrss_kb"]), int(end["vmrss_kb"])
     ma, mb = int(at30["metrics_rss_bytes"]), int(end["metrics_rss_bytes"])
     soak = dict(rss_30s_kb=a, rss_end_kb=b, rss_diff_pct=(b - a) * 100.0 / a, t_end_s=int(end["t_s"]),
+                t_30s=int(at30["t_s"]),
                 metrics_rss_30s=ma, metrics_rss_end=mb,
                 metrics_rss_diff_pct=(mb - ma) * 100.0 / ma if ma else 0.0,
                 rss_min_kb=min(int(r["vmrss_kb"]) for r in rows), rss_max_kb=max(int(r["vmrss_kb"]) for r in rows))
@@ -505,9 +506,9 @@ print()
 for r in rows:
     if r.get("kind") == "soak" and r.get("soak"):
         s = r["soak"]
-        print("Soak: VmRSS %.1f MB at 30 s, %.1f MB at %d s: %+.2f %% (/metrics process_resident_memory_bytes: %+.2f %%); "
+        print("Soak: VmRSS %.1f MB at %d s, %.1f MB at %d s: %+.2f %% (/metrics process_resident_memory_bytes: %+.2f %%); "
               "min %.1f MB, max %.1f MB over the run. Samples: soak-rss.csv." % (
-                  s["rss_30s_kb"] / 1024, s["rss_end_kb"] / 1024, s["t_end_s"], s["rss_diff_pct"],
+                  s["rss_30s_kb"] / 1024, s.get("t_30s", 30), s["rss_end_kb"] / 1024, s["t_end_s"], s["rss_diff_pct"],
                   s["metrics_rss_diff_pct"], s["rss_min_kb"] / 1024, s["rss_max_kb"] / 1024))
     if r.get("kind") == "dpdk" and not r.get("skipped"):
         print("%s: %.2f Gbit/s HTTP payload, %s rx packets/s, %s cycles/request, TCP SYNs %d, RSTs sent %d, drops %s" % (

@@ -561,9 +561,11 @@ static void scan_timeouts(struct sock_worker *wk, uint64_t now_ms, bool stopping
         /* A request must complete within request_timeout_ms of its first
          * byte however slowly it trickles (slowloris); an idle keep-alive
          * connection lives idle_timeout_ms after its last activity. */
-        uint64_t age = busy && receiver_conn_busy(&c->rc)
-                           ? now_ms - c->rc.req_start_ns / 1000000u
-                           : now_ms - c->last_active_ms;
+        /* Start times may be taken after `now_ms` (a read later in the same
+         * loop): never let the unsigned difference wrap into a timeout. */
+        uint64_t since = busy && receiver_conn_busy(&c->rc) ? c->rc.req_start_ns / 1000000u
+                                                             : c->last_active_ms;
+        uint64_t age = now_ms > since ? now_ms - since : 0;
         uint64_t limit = busy ? cfg->receiver.request_timeout_ms : cfg->receiver.idle_timeout_ms;
         if (age < limit)
             continue;
