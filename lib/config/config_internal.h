@@ -72,7 +72,7 @@ extern const struct config_section config_sections[];
 extern const unsigned config_n_sections;
 /* Most keys the loader tracks (origins, duplicates); config_load refuses to
  * run with more, so a test catches a table that outgrew it. */
-#define CONFIG_MAX_KEYS 128
+#define CONFIG_MAX_KEYS 192
 
 /* Index of the first key of section `s` in a flat numbering of all keys;
  * config_key_base(config_n_sections) is the total number of keys. */
