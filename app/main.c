@@ -21,6 +21,7 @@
 #include "grpc/grpc_receiver.h"
 #include "obs/health.h"
 #include "obs/log.h"
+#include "obs/sdnotify.h"
 #include "obs/metrics.h"
 #include "otlp_version.h"
 #include "pipeline/pipeline.h"
@@ -284,6 +285,13 @@ static int run(const char *path)
         goto fail;
     health_set(HEALTH_RECEIVER, true, "");
     health_set_started();
+    sdnotify_init();
+    {
+        char status[96];
+        snprintf(status, sizeof(status), "accepting OTLP: %u workers, exporter %s", n_workers,
+                 config_exporter_protocol_name(cfg.exporter.protocol));
+        sdnotify_ready(status);
+    }
     log_info("otlp-service started", "version=%s workers=%u exporter=%s queue=%u",
              OTLP_SERVICE_VERSION, n_workers,
              config_exporter_protocol_name(cfg.exporter.protocol),
@@ -292,12 +300,18 @@ static int run(const char *path)
     while (!stop_requested) {
         struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        /* Keep-alives only while live: a fatal health state (or this loop
+         * hanging) lets WatchdogSec= restart the service. */
+        if (health_live())
+            sdnotify_watchdog(base_now_ms());
         if (reload_requested) {
             reload_requested = 0;
+            sdnotify_reloading();
             if (tls != NULL)
                 tls_ctx_reload(tls); /* logs the outcome; keeps the old certificates on error */
             else
                 log_info("SIGHUP: no TLS certificates to reload", "");
+            sdnotify_ready("reloaded");
         }
     }
 
@@ -306,6 +320,7 @@ static int run(const char *path)
     uint64_t deadline = base_now_ms() + cfg.service.shutdown_timeout_ms;
     log_info("stopping", "deadline_ms=%u", cfg.service.shutdown_timeout_ms);
     health_set_stopping();
+    sdnotify_stopping("draining: finishing requests and exporting queued batches");
     receiver_set_draining(recv, true);
     if (grecv != NULL)
         grpc_receiver_set_draining(grecv, true);

@@ -5,7 +5,8 @@
 set -euo pipefail
 build_pkgs=(build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
             libyaml-dev libdeflate-dev libzstd-dev libjansson-dev libssl-dev libcurl4-openssl-dev
-            libnghttp2-dev libdpdk-dev dpdk libnats-dev librdkafka-dev libxxhash-dev ca-certificates)
+            libnghttp2-dev libdpdk-dev dpdk libnats-dev librdkafka-dev libxxhash-dev libsystemd-dev
+            ca-certificates)
 test_pkgs=(libcmocka-dev clang curl python3 python3-pytest python3-protobuf protobuf-compiler
            prometheus wrk zstd nghttp2-client python3-grpcio
            python3-yaml python3-jsonschema python3-kubernetes systemd binutils shellcheck iputils-ping iproute2 nats-server)

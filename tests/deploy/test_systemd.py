@@ -77,7 +77,8 @@ def test_security_exposure(tmp_path, service_bin, dropin, threshold):
 
 def test_unit_directives():
     text = UNIT.read_text()
-    for want in ("Type=simple", "Restart=on-failure", "ProtectSystem=strict",
+    for want in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "ExecReload=",
+                 "Restart=on-failure", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/otlp-service", "NoNewPrivileges=yes", "PrivateTmp=yes",
                  "ProtectHome=yes", "LimitNOFILE=1048576", "StateDirectory=otlp-service",
                  "User=otlp-service", "#CPUAffinity="):
