@@ -96,9 +96,7 @@ void sdnotify_ready(const char *status)
 {
     (void)status;
 }
-void sdnotify_reloading(void)
-{
-}
+void sdnotify_reloading(void) {}
 void sdnotify_stopping(const char *status)
 {
     (void)status;
