@@ -79,12 +79,14 @@ static int register_signal_counter(struct obs_registry *reg, const char *what, c
                                    uint32_t *id)
 {
     /* One family per signal (otlp_spans_*, otlp_metric_points_*, ...),
-     * registered back to back so the ids are consecutive. */
+     * registered back to back so the ids are consecutive; our series are
+     * labelled protocol="http", lib/grpc's protocol="grpc". */
     for (int s = 0; s < OTLP_SIGNAL_COUNT; s++) {
         char name[96];
         snprintf(name, sizeof(name), "otlp_%s_%s_total", otlp_signal_items[s], what);
+        const char *lbl[1] = {"protocol=\"http\""};
         uint32_t sid;
-        int rc = obs_counter_register(reg, name, help, NULL, 1, &sid);
+        int rc = obs_counter_register(reg, name, help, lbl, 1, &sid);
         if (rc < 0)
             return rc;
         if (s == 0)
@@ -139,13 +141,13 @@ static int register_metrics(struct receiver *r, unsigned n_workers)
     static char err_store[HTTP_ERR_COUNT + RECEIVER_ERR_COUNT][64];
     const char *elbl[HTTP_ERR_COUNT + RECEIVER_ERR_COUNT];
     for (int i = 0; i < HTTP_ERR_COUNT; i++) {
-        snprintf(err_store[i], sizeof(err_store[i]), "reason=\"%s\"",
+        snprintf(err_store[i], sizeof(err_store[i]), "protocol=\"http\",reason=\"%s\"",
                  http_error_reason(-(HTTP_ERR_FIRST + i)));
         elbl[i] = err_store[i];
     }
     for (int i = 0; i < RECEIVER_ERR_COUNT; i++) {
-        snprintf(err_store[HTTP_ERR_COUNT + i], sizeof(err_store[0]), "reason=\"%s\"",
-                 receiver_reasons[i]);
+        snprintf(err_store[HTTP_ERR_COUNT + i], sizeof(err_store[0]),
+                 "protocol=\"http\",reason=\"%s\"", receiver_reasons[i]);
         elbl[HTTP_ERR_COUNT + i] = err_store[HTTP_ERR_COUNT + i];
     }
     if ((rc = obs_counter_register(reg, "otlp_receiver_errors_total",

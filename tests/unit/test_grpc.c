@@ -1460,11 +1460,12 @@ static void test_metrics_families(void **state)
     const char *fam = strstr(s, "# TYPE otlp_spans_received_total counter\n");
     assert_non_null(fam);
     assert_null(strstr(fam + 1, "# TYPE otlp_spans_received_total"));
-    assert_non_null(strstr(s, "\notlp_spans_received_total 0\n"));
+    assert_non_null(strstr(s, "\notlp_spans_received_total{protocol=\"http\"} 0\n"));
     assert_non_null(strstr(s, "\notlp_spans_received_total{protocol=\"grpc\"} 3\n"));
     assert_non_null(
         strstr(s, "otlp_receiver_errors_total{protocol=\"grpc\",reason=\"queue_full\"} 0"));
-    assert_non_null(strstr(s, "otlp_receiver_errors_total{reason=\"queue_full\"} 0"));
+    assert_non_null(
+        strstr(s, "otlp_receiver_errors_total{protocol=\"http\",reason=\"queue_full\"} 0"));
     assert_non_null(strstr(s, "grpc_request_duration_seconds_count{method=\"opentelemetry.proto."
                               "collector.trace.v1.TraceService/Export\"} 1\n"));
     buf_free(&page);

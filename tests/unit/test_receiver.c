@@ -1375,7 +1375,10 @@ static void test_gzip_bomb(void **state)
     json_t *j = json_body(r);
     assert_int_equal(json_integer_value(json_object_get(j, "code")), 8);
     json_decref(j);
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"decompressed_too_large\"}") == 2);
+    assert_true(
+        metric(f,
+               "otlp_receiver_errors_total{protocol=\"http\",reason=\"decompressed_too_large\"}") ==
+        2);
 }
 
 static void test_header_limits(void **state)
@@ -1390,7 +1393,9 @@ static void test_header_limits(void **state)
     struct resp *r = one_resp(f);
     assert_int_equal(r->status, 431);
     assert_true(has_header(r, "Connection: close"));
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"too_many_headers\"}") == 1);
+    assert_true(
+        metric(f, "otlp_receiver_errors_total{protocol=\"http\",reason=\"too_many_headers\"}") ==
+        1);
 
     new_conn(f);
     char big[1200];
@@ -1446,9 +1451,9 @@ static void test_partial_success(void **state)
     assert_string_equal(attr(t->resource_spans[0]->resource, "service.name"), "svc-1");
     assert_string_equal(t->resource_spans[0]->scope_spans[0]->spans[0]->name, "op-100");
     free_traces(t);
-    assert_true(metric(f, "otlp_spans_rejected_total") == 3);
-    assert_true(metric(f, "otlp_spans_accepted_total") == 3);
-    assert_true(metric(f, "otlp_spans_received_total") == 6);
+    assert_true(metric(f, "otlp_spans_rejected_total{protocol=\"http\"}") == 3);
+    assert_true(metric(f, "otlp_spans_accepted_total{protocol=\"http\"}") == 3);
+    assert_true(metric(f, "otlp_spans_received_total{protocol=\"http\"}") == 6);
 
     /* JSON: same in the JSON response */
     buf_reset(&f->out);
@@ -1492,7 +1497,7 @@ static void test_queue_full(void **state)
     assert_true(has_header(&r[2], "Retry-After: 7"));
     assert_false(has_header(&r[2], "Connection: close"));
     assert_int_equal(pipeline_queued_items(f->p), 8);
-    assert_true(metric(f, "otlp_spans_refused_total") == 4);
+    assert_true(metric(f, "otlp_spans_refused_total{protocol=\"http\"}") == 4);
 
     /* nothing of the refused request went into the batch */
     struct got *g = one_batch(f, OTLP_TRACES, 8);
@@ -1673,17 +1678,22 @@ static void test_metrics(void **state)
     assert_true(metric(f, "http_requests_total{path=\"other\",code=\"404\"}") == 1);
     assert_true(metric(f, "http_requests_total{path=\"/v1/logs\",code=\"200\"}") == 1);
     assert_true(metric(f, "http_requests_total{path=\"/v1/metrics\",code=\"200\"}") == 0);
-    assert_true(metric(f, "otlp_spans_received_total") == 2 + 2 + 4);
-    assert_true(metric(f, "otlp_spans_accepted_total") == 3);
-    assert_true(metric(f, "otlp_spans_refused_total") == 4);
-    assert_true(metric(f, "otlp_spans_rejected_total") == 1);
-    assert_true(metric(f, "otlp_log_records_accepted_total") == 1);
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"queue_full\"}") == 1);
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"invalid_protobuf\"}") == 1);
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"not_found\"}") == 1);
+    assert_true(metric(f, "otlp_spans_received_total{protocol=\"http\"}") == 2 + 2 + 4);
+    assert_true(metric(f, "otlp_spans_accepted_total{protocol=\"http\"}") == 3);
+    assert_true(metric(f, "otlp_spans_refused_total{protocol=\"http\"}") == 4);
+    assert_true(metric(f, "otlp_spans_rejected_total{protocol=\"http\"}") == 1);
+    assert_true(metric(f, "otlp_log_records_accepted_total{protocol=\"http\"}") == 1);
+    assert_true(metric(f, "otlp_receiver_errors_total{protocol=\"http\",reason=\"queue_full\"}") ==
+                1);
+    assert_true(
+        metric(f, "otlp_receiver_errors_total{protocol=\"http\",reason=\"invalid_protobuf\"}") ==
+        1);
+    assert_true(metric(f, "otlp_receiver_errors_total{protocol=\"http\",reason=\"not_found\"}") ==
+                1);
     assert_true(metric(f, "otlp_worker_requests_total{worker=\"0\"}") == 6);
     assert_true(metric(f, "http_request_duration_seconds_count{path=\"/v1/traces\"}") == 4);
-    assert_true(metric(f, "otlp_spans_received_bytes_total") == (double)(l2 + lp + l4 + 1));
+    assert_true(metric(f, "otlp_spans_received_bytes_total{protocol=\"http\"}") ==
+                (double)(l2 + lp + l4 + 1));
 }
 
 static void test_timeout(void **state)
@@ -1706,7 +1716,8 @@ static void test_timeout(void **state)
     size_t before = f->out.len;
     assert_int_equal(feed(f, raw("sourceSpans\":[]}")), RECEIVER_CLOSE);
     assert_int_equal(f->out.len, before);
-    assert_true(metric(f, "otlp_receiver_errors_total{reason=\"request_timeout\"}") == 1);
+    assert_true(
+        metric(f, "otlp_receiver_errors_total{protocol=\"http\",reason=\"request_timeout\"}") == 1);
 
     /* half a head */
     new_conn(f);
