@@ -65,6 +65,7 @@ struct receiver_config {
     char *host;               /* listen address for OTLP */
     uint16_t http_port;       /* 4318 */
     uint16_t grpc_port;       /* 4317 (gRPC issue) */
+    uint64_t grpc_max_recv_msg_bytes; /* one gRPC message as received (compressed) */
     uint32_t max_connections; /* per process */
     uint32_t max_header_bytes;
     uint32_t max_headers;

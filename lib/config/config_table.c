@@ -446,6 +446,10 @@ static const struct config_key receiver_keys[] = {
     KEY_STR(receiver_config, host, "0.0.0.0", 1, NULL, NULL, "Address the OTLP listeners bind to."),
     KEY_U16(receiver_config, http_port, "4318", 1, 65535, "OTLP/HTTP port."),
     KEY_U16(receiver_config, grpc_port, "4317", 0, 65535, "OTLP/gRPC port; 0 disables gRPC."),
+    KEY_SIZE64(receiver_config, grpc_max_recv_msg_bytes, "4MiB", 1 * KIB, 1 * GIB,
+               "Largest OTLP/gRPC message as received (before decompression; gRPC's usual "
+               "4 MiB server default); larger gets RESOURCE_EXHAUSTED. After decompression "
+               "max_decompressed_bytes applies."),
     KEY_U32(receiver_config, max_connections, "10000", 1, 1000000,
             "Most client connections open at once; more are refused."),
     KEY_SIZE32(receiver_config, max_header_bytes, "16384", 1 * KIB, 1 * MIB,

@@ -106,7 +106,7 @@ struct grpc_stream {
     uint32_t held_conn;   /* received, connection window not yet given back */
     uint64_t start_ns;
     uint64_t deadline_ns; /* from grpc-timeout, 0 none */
-    struct buf msg;       /* message payload, limit max_body_bytes */
+    struct buf msg;       /* message payload, limit grpc_max_recv_msg_bytes */
     uint16_t resp_len, resp_off;
     uint8_t resp[GRPC_FRAME_HDR + GRPC_RESP_MAX];
 };
@@ -275,8 +275,8 @@ int grpc_receiver_create(const struct svc_config *cfg, struct pipeline *p, struc
                          unsigned n_workers, struct grpc_receiver **out)
 {
     if (cfg == NULL || p == NULL || reg == NULL || out == NULL || n_workers == 0 ||
-        n_workers > CONFIG_MAX_CORES || cfg->receiver.max_body_bytes == 0 ||
-        cfg->receiver.max_body_bytes > UINT32_MAX - GRPC_FRAME_HDR)
+        n_workers > CONFIG_MAX_CORES || cfg->receiver.grpc_max_recv_msg_bytes == 0 ||
+        cfg->receiver.grpc_max_recv_msg_bytes > UINT32_MAX - GRPC_FRAME_HDR)
         return -EINVAL;
     struct grpc_receiver *gr = calloc(1, sizeof(*gr));
     if (gr == NULL)
@@ -285,7 +285,7 @@ int grpc_receiver_create(const struct svc_config *cfg, struct pipeline *p, struc
     gr->pipeline = p;
     gr->reg = reg;
     gr->limits.max_depth = cfg->receiver.max_nesting_depth;
-    gr->msg_limit = (uint32_t)cfg->receiver.max_body_bytes;
+    gr->msg_limit = (uint32_t)cfg->receiver.grpc_max_recv_msg_bytes;
     gr->inflate_limit = cfg->receiver.max_decompressed_bytes;
     /* A stream window of one whole message (up to 1 MiB) lets the typical
      * request arrive without waiting for a WINDOW_UPDATE. */

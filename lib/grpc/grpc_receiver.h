@@ -101,7 +101,7 @@ struct grpc_conn {
  * Build the shared receiver: nghttp2 callbacks and options, limits,
  * pre-encoded resource attributes, pre-encoded grpc-status-details-bin
  * values and the metric families (registered in `reg`, one shard per
- * worker). Limits: cfg->receiver.max_body_bytes caps one gRPC message as
+ * worker). Limits: cfg->receiver.grpc_max_recv_msg_bytes caps one gRPC message as
  * received, max_decompressed_bytes after grpc-encoding; max_header_bytes
  * and max_headers cap the request header list. When cfg->receiver.auth
  * names bearer tokens, a request without `authorization: Bearer <token>`

@@ -33,7 +33,7 @@ static struct env envs[2]; /* normal, tiny queue */
 static void env_init(struct env *e, bool tiny_queue)
 {
     config_defaults(&e->cfg);
-    e->cfg.receiver.max_body_bytes = 64 * 1024;
+    e->cfg.receiver.grpc_max_recv_msg_bytes = 64 * 1024;
     e->cfg.receiver.max_decompressed_bytes = 256 * 1024;
     e->cfg.receiver.max_header_bytes = 4096;
     e->cfg.receiver.max_headers = 32;
@@ -69,7 +69,7 @@ static void check(const struct grpc_conn *c, const struct env *e, const struct b
     if (c->n_receiving > c->n_active || c->n_active > GRPC_MAX_STREAMS)
         abort();
     /* buffered: the budget, one head message, one stream window per other */
-    uint64_t msg = e->cfg.receiver.max_body_bytes + 5;
+    uint64_t msg = e->cfg.receiver.grpc_max_recv_msg_bytes + 5;
     if (c->buffered_bytes > 2 * msg + (uint64_t)GRPC_MAX_STREAMS * (1u << 20))
         abort();
     if (c->n_active == 0 && (c->buffered_bytes != 0 || c->held_bytes != 0))

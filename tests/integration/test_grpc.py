@@ -271,11 +271,31 @@ def test_unknown_method_unimplemented(gw, upstream):
     ch.close()
 
 
+def test_default_max_recv_msg_is_4mib(gw, upstream):
+    """Like common gRPC servers the receiver takes messages up to 4 MiB by
+    default (receiver.grpc_max_recv_msg_bytes), although OTLP/HTTP bodies may
+    reach receiver.max_body_bytes (8 MiB)."""
+    ch = channel(gw, **{"grpc.max_send_message_length": 16 << 20})
+    under = itlib.make_logs(1, "g4m-under")
+    under.resource_logs[0].scope_logs[0].log_records[0].body.string_value = "u" * (4 * 1024 * 1024 - 4096)
+    assert under.ByteSize() <= 4 * 1024 * 1024
+    export_ok(ch, "logs", under)
+    over = itlib.make_logs(1, "g4m-over")
+    over.resource_logs[0].scope_logs[0].log_records[0].body.string_value = "o" * (4 * 1024 * 1024)
+    assert over.ByteSize() > 4 * 1024 * 1024
+    e = rpc_error(export_call(ch, "logs"), over)
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+    upstream.wait_items("logs", 1)
+    time.sleep(0.3)
+    assert len(upstream.records("logs")) == 1
+    ch.close()
+
+
 def test_oversized_message_resource_exhausted(upstream, start_gateway):
-    """A message over receiver.max_body_bytes gets RESOURCE_EXHAUSTED (without
-    RetryInfo: retrying cannot help); the same data gzip-compressed under the
-    limit is accepted; nothing of the refused one arrives."""
-    gw = start_gateway(upstream, receiver={"max_body_bytes": 64 * 1024,
+    """A message over receiver.grpc_max_recv_msg_bytes gets RESOURCE_EXHAUSTED
+    (without RetryInfo: retrying cannot help); the same data gzip-compressed
+    under the limit is accepted; nothing of the refused one arrives."""
+    gw = start_gateway(upstream, receiver={"grpc_max_recv_msg_bytes": 64 * 1024,
                                            "max_decompressed_bytes": 1024 * 1024})
     ch = channel(gw)
     big = itlib.make_traces(400, "gbig")

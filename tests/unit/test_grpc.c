@@ -264,7 +264,7 @@ static int setup(void **state)
     config_defaults(&cfg);
     cfg.batch.max_queue_size = 10000;
     cfg.batch.max_export_batch_size = 5000;
-    cfg.receiver.max_body_bytes = 64 * 1024;
+    cfg.receiver.grpc_max_recv_msg_bytes = 64 * 1024;
     cfg.receiver.max_decompressed_bytes = 256 * 1024;
     cfg.receiver.retry_after_s = 7;
     return 0;
@@ -966,7 +966,7 @@ static void test_partial_success(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    cfg.receiver.max_body_bytes = 1024;
+    cfg.receiver.grpc_max_recv_msg_bytes = 1024;
     env_up();
     struct bytes msg = pack(&traces_msg(1, 2, NULL, 0)->base);
     char *blob = A(2001);
@@ -1103,7 +1103,7 @@ static void test_flow_control(void **state)
     (void)state;
     cfg.batch.max_queue_size = 10;
     cfg.batch.max_export_batch_size = 10;
-    cfg.receiver.max_body_bytes = 4 * 1024 * 1024;
+    cfg.receiver.grpc_max_recv_msg_bytes = 4 * 1024 * 1024;
     cfg.receiver.max_decompressed_bytes = 4 * 1024 * 1024;
     env_up();
     char *blob = A(600 * 1024 + 1);
@@ -1153,7 +1153,7 @@ static void test_flow_control(void **state)
 static void test_conn_budget(void **state)
 {
     (void)state;
-    cfg.receiver.max_body_bytes = 4 * 1024 * 1024;
+    cfg.receiver.grpc_max_recv_msg_bytes = 4 * 1024 * 1024;
     cfg.receiver.max_decompressed_bytes = 4 * 1024 * 1024;
     env_up();
     char *blob = A(1100 * 1024 + 1);
