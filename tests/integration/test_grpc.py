@@ -296,6 +296,7 @@ def test_oversized_message_resource_exhausted(upstream, start_gateway):
     (without RetryInfo: retrying cannot help); the same data gzip-compressed
     under the limit is accepted; nothing of the refused one arrives."""
     gw = start_gateway(upstream, receiver={"grpc_max_recv_msg_bytes": 64 * 1024,
+                                           "max_body_bytes": 1024 * 1024,
                                            "max_decompressed_bytes": 1024 * 1024})
     ch = channel(gw)
     big = itlib.make_traces(400, "gbig")
