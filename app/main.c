@@ -4,6 +4,7 @@
  * plane -> workers; stop order is the reverse, draining on the way. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,7 @@
 #include "config/config.h"
 #include "export/export.h"
 #include "grpc/grpc_receiver.h"
+#include "memlimit/memlimit.h"
 #include "obs/health.h"
 #include "obs/log.h"
 #include "obs/sdnotify.h"
@@ -31,7 +33,7 @@
 #include "dpdk/dpdk_server.h"
 
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t reload_requested; /* SIGHUP: reload TLS certificates */
+static volatile sig_atomic_t reload_requested; /* SIGHUP: reload the config and certificates */
 
 static void on_hup(int sig)
 {
@@ -178,6 +180,119 @@ static double info_fn(void *arg)
     return 1.0;
 }
 
+/* SIGHUP reload: what the key callbacks collect and the objects to apply to. */
+struct reload {
+    struct memlimit *ml;
+    struct receiver *recv;
+    struct grpc_receiver *grecv; /* NULL: no gRPC listener */
+    bool log_level, memory_limiter, auth;
+    char restart[1024]; /* keys that changed but need a restart */
+};
+
+/* Keys SIGHUP applies live (a trailing '.' is a whole section). */
+static bool reload_key_is_live(const char *key)
+{
+    static const char *const live[] = {"service.log_level", "memory_limiter.", "receiver.auth."};
+    for (unsigned i = 0; i < ARRAY_SIZE(live); i++) {
+        size_t n = strlen(live[i]);
+        if (live[i][n - 1] == '.' ? strncmp(key, live[i], n) == 0 : strcmp(key, live[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void reload_on_change(const char *key, const char *old_value, const char *new_value,
+                             void *arg)
+{
+    struct reload *rl = arg;
+    if (!reload_key_is_live(key)) {
+        size_t len = strlen(rl->restart);
+        snprintf(rl->restart + len, sizeof(rl->restart) - len, "%s%s", len ? "," : "", key);
+        return;
+    }
+    log_info("config reloaded", "key=%s old=%s new=%s", key, old_value, new_value);
+    rl->log_level |= strcmp(key, "service.log_level") == 0;
+    rl->memory_limiter |= strncmp(key, "memory_limiter.", 15) == 0;
+    rl->auth |= strncmp(key, "receiver.auth.", 14) == 0;
+}
+
+/* Take string `*from` into `*to` (the running config): the old one is
+ * freed, `*from` is left NULL so config_free() of the new config skips it.
+ * Only for strings no other thread reads after start. */
+static void take_string(char **to, char **from)
+{
+    free(*to);
+    *to = *from;
+    *from = NULL;
+}
+
+/*
+ * SIGHUP: re-read the config file and apply what can change while running
+ * (service.log_level, memory_limiter.*, receiver.auth.*: bearer tokens and
+ * the token file, which is re-read even when its name is unchanged). One log
+ * line per applied key, one listing changed keys that need a restart (they
+ * keep their running value, so every later reload lists them again). A file
+ * that does not load or validate changes nothing.
+ */
+static void reload_config(const char *path, struct svc_config *run, struct reload *rl)
+{
+    struct svc_config next;
+    struct buf errs = {0};
+    int rc = config_load(path, &next, &errs);
+    if (rc < 0) {
+        for (size_t i = 0; i < errs.len; i++)
+            if (errs.data[i] == '\n')
+                errs.data[i] = i + 1 < errs.len ? ';' : ' ';
+        log_error("SIGHUP: config refused, the running config stays", "path=%s error=%s errors=%.*s",
+                  path ? path : "(defaults)", strerror(-rc), (int)errs.len,
+                  errs.data ? (const char *)errs.data : "");
+        buf_free(&errs);
+        return;
+    }
+    buf_free(&errs);
+    struct memlimit_limits lim;
+    if (memlimit_limits_from_config(&next.memory_limiter, memlimit_cgroup_max(), &lim) < 0) {
+        log_error("SIGHUP: config refused, the running config stays", "error=%s",
+                  "memory_limiter.spike_limit_mib is not below the limit");
+        config_free(&next);
+        return;
+    }
+    rl->log_level = rl->memory_limiter = rl->auth = false;
+    rl->restart[0] = '\0';
+    config_diff(run, &next, reload_on_change, rl);
+    bool has_auth = (next.receiver.auth.token_file && *next.receiver.auth.token_file) ||
+                    (run->receiver.auth.token_file && *run->receiver.auth.token_file);
+    if (rl->auth || has_auth) {
+        unsigned n = 0;
+        if ((rc = receiver_reload_auth(rl->recv, &next.receiver.auth, &n)) == 0 &&
+            (rl->grecv == NULL ||
+             (rc = grpc_receiver_reload_auth(rl->grecv, &next.receiver.auth, NULL)) == 0)) {
+            take_string(&run->receiver.auth.bearer_tokens, &next.receiver.auth.bearer_tokens);
+            take_string(&run->receiver.auth.token_file, &next.receiver.auth.token_file);
+            log_info("SIGHUP: bearer tokens reloaded", "tokens=%u", n);
+        } else {
+            log_error("SIGHUP: bearer tokens not reloaded, the old ones stay", "error=%s",
+                      strerror(-rc));
+        }
+    }
+    if (rl->log_level) {
+        enum log_level lvl;
+        if (log_level_parse(next.service.log_level, &lvl) == 0)
+            log_set_level(lvl);
+        take_string(&run->service.log_level, &next.service.log_level);
+    }
+    if (rl->memory_limiter) {
+        memlimit_set_limits(rl->ml, &lim);
+        run->memory_limiter = next.memory_limiter;
+        log_info("SIGHUP: memory limiter limits applied",
+                 "hard_limit_bytes=%" PRIu64 " soft_limit_bytes=%" PRIu64, lim.hard_bytes,
+                 lim.soft_bytes);
+    }
+    if (rl->restart[0] != '\0')
+        log_warn("SIGHUP: changed keys need a restart to take effect", "keys=%s", rl->restart);
+    config_free(&next);
+}
+
 static int run(const char *path)
 {
     struct svc_config cfg;
@@ -221,6 +336,7 @@ static int run(const char *path)
     struct sock_server *srv = NULL;
     struct dpdk_server *dsrv = NULL; /* dataplane.mode: dpdk, instead of srv */
     struct tls_ctx *tls = NULL;      /* receiver.tls.enabled */
+    struct memlimit *ml = NULL;      /* memory_limiter */
     unsigned shard_export = n_workers, shard_control = n_workers + 1;
     rc = 1;
 
@@ -257,15 +373,30 @@ static int run(const char *path)
             goto fail;
         }
     }
+    struct memlimit_limits ml_limits;
+    if ((rc = memlimit_limits_from_config(&cfg.memory_limiter, memlimit_cgroup_max(),
+                                          &ml_limits)) < 0 ||
+        (rc = memlimit_create(&ml_limits, n_workers, reg, NULL, NULL, &ml)) < 0) {
+        log_error("cannot create memory limiter", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    if (ml_limits.hard_bytes != 0)
+        log_info("memory limiter on", "hard_limit_bytes=%" PRIu64 " soft_limit_bytes=%" PRIu64
+                 " derived=%s", ml_limits.hard_bytes, ml_limits.soft_bytes,
+                 cfg.memory_limiter.limit_mib == 0 ? "cgroup" : "no");
     if ((rc = receiver_create(&cfg, pipe, reg, n_workers, &recv)) < 0) {
         log_error("cannot create receiver", "error=%s", strerror(-rc));
         goto fail;
     }
+    receiver_set_memlimit(recv, ml);
+    pipeline_set_pressure(pipe, &ml->state);
     if (cfg.receiver.grpc_port != 0 &&
         (rc = grpc_receiver_create(&cfg, pipe, reg, n_workers, &grecv)) < 0) {
         log_error("cannot create grpc receiver", "error=%s", strerror(-rc));
         goto fail;
     }
+    if (grecv != NULL)
+        grpc_receiver_set_memlimit(grecv, ml);
     if ((rc = export_runner_create(&cfg, pipe, reg, shard_export, &exp)) < 0) {
         log_error("cannot create exporter", "error=%s", strerror(-rc));
         goto fail;
@@ -280,7 +411,8 @@ static int run(const char *path)
     health_set(HEALTH_RECEIVER, false, "starting");
     health_set(HEALTH_EXPORTER, true, "");
     health_set(HEALTH_PIPELINE, true, "");
-    if ((rc = control_server_start(ctl)) < 0 || (rc = export_runner_start(exp)) < 0 ||
+    if ((rc = memlimit_start(ml)) < 0 || (rc = control_server_start(ctl)) < 0 ||
+        (rc = export_runner_start(exp)) < 0 ||
         (rc = dpdk ? dpdk_server_start(dsrv) : sock_server_start(srv)) < 0)
         goto fail;
     health_set(HEALTH_RECEIVER, true, "");
@@ -307,10 +439,10 @@ static int run(const char *path)
         if (reload_requested) {
             reload_requested = 0;
             sdnotify_reloading();
+            struct reload rl = {.ml = ml, .recv = recv, .grecv = grecv};
+            reload_config(path, &cfg, &rl);
             if (tls != NULL)
                 tls_ctx_reload(tls); /* logs the outcome; keeps the old certificates on error */
-            else
-                log_info("SIGHUP: no TLS certificates to reload", "");
             sdnotify_ready("reloaded");
         }
     }
@@ -336,10 +468,12 @@ out:
     sock_server_destroy(srv);
     control_server_destroy(ctl);
     dpdk_server_destroy(dsrv); /* after the control plane: its metric functions read it */
+    memlimit_stop(ml);
     tls_ctx_destroy(tls);      /* after the workers and the control plane (metrics) */
     export_runner_destroy(exp);
     receiver_destroy(recv);
     grpc_receiver_destroy(grecv);
+    memlimit_destroy(ml); /* after the receivers: their workers release into it */
     pipeline_destroy(pipe);
     obs_registry_destroy(reg);
     config_free(&cfg);

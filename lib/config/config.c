@@ -800,6 +800,13 @@ static void validate(struct loader *L)
                "%" PRIu64 " is smaller than receiver.max_body_bytes (%" PRIu64
                "); an uncompressed body that passes the one would fail the other",
                c->receiver.max_decompressed_bytes, c->receiver.max_body_bytes);
+    const struct memory_limiter_config *ml = &c->memory_limiter;
+    if (ml->limit_mib != 0 && ml->spike_limit_mib >= ml->limit_mib)
+        report(L, blame(L, "memory_limiter.spike_limit_mib", "memory_limiter.limit_mib"),
+               "memory_limiter.spike_limit_mib",
+               "%" PRIu32 " is not below memory_limiter.limit_mib (%" PRIu32
+               "); the soft limit would be zero",
+               ml->spike_limit_mib, ml->limit_mib);
     const struct retry_config *r = &c->exporter.retry;
     if (r->initial_interval_ms > r->max_interval_ms)
         report(L, blame(L, "exporter.retry.initial_interval_ms", "exporter.retry.max_interval_ms"),
@@ -810,6 +817,16 @@ static void validate(struct loader *L)
         (c->exporter.endpoint == NULL || *c->exporter.endpoint == '\0'))
         report(L, blame(L, "exporter.endpoint", "exporter.protocol"), "exporter.endpoint",
                "required when exporter.protocol is otlp_http");
+    const struct lb_exporter_config *lb = &c->exporter.loadbalancing;
+    if (c->exporter.protocol == EXPORTER_LOADBALANCING && lb->resolver == LB_RESOLVER_STATIC &&
+        (lb->endpoints == NULL || *lb->endpoints == '\0'))
+        report(L, blame(L, "exporter.loadbalancing.endpoints", "exporter.protocol"),
+               "exporter.loadbalancing.endpoints",
+               "required when exporter.protocol is loadbalancing with the static resolver");
+    if (c->exporter.protocol == EXPORTER_LOADBALANCING && lb->resolver == LB_RESOLVER_DNS &&
+        (lb->hostname == NULL || *lb->hostname == '\0'))
+        report(L, blame(L, "exporter.loadbalancing.hostname", "exporter.loadbalancing.resolver"),
+               "exporter.loadbalancing.hostname", "required with the dns resolver");
     const struct tls_client_config *t = &c->exporter.tls;
     bool has_cert = t->cert_file != NULL && *t->cert_file != '\0';
     bool has_key = t->key_file != NULL && *t->key_file != '\0';

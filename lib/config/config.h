@@ -98,6 +98,7 @@ struct dpdk_config {
     uint32_t rcv_space_bytes;     /* TCP receive window per connection */
     uint32_t ooo_buf_bytes;       /* out-of-order reassembly buffer per connection */
     uint32_t time_wait_ms;        /* TIME_WAIT duration */
+    bool replay_isn;              /* benchmarks only, insecure: fixed public ISN function */
 };
 
 struct dataplane_config {
@@ -139,6 +140,7 @@ enum exporter_protocol {
     EXPORTER_NATS = 3,
     EXPORTER_GRPC = 4,
     EXPORTER_KAFKA = 5,
+    EXPORTER_LOADBALANCING = 6,
 };
 enum exporter_compression { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1 };
 
@@ -193,6 +195,24 @@ struct kafka_exporter_config {
     struct config_kv_list properties;              /* librdkafka properties, passed as-is */
 };
 
+/* exporter.loadbalancing: trace-aware load balancing over several OTLP
+ * upstreams (exporter.protocol: loadbalancing), one child exporter each. */
+enum lb_child_protocol { LB_PROTOCOL_OTLP_HTTP = 0, LB_PROTOCOL_GRPC = 1 };
+enum lb_resolver { LB_RESOLVER_STATIC = 0, LB_RESOLVER_DNS = 1 };
+enum lb_scheme { LB_SCHEME_HTTP = 0, LB_SCHEME_HTTPS = 1 };
+enum lb_routing_key { LB_ROUTING_TRACE_ID = 0, LB_ROUTING_SERVICE = 1 };
+
+struct lb_exporter_config {
+    enum lb_child_protocol protocol; /* exporter of each endpoint */
+    enum lb_resolver resolver;       /* static list or dns */
+    char *endpoints;                 /* static: comma-separated http(s)://host:port */
+    char *hostname;                  /* dns: name whose A records are the endpoints */
+    uint16_t port;                   /* dns: port of every endpoint */
+    enum lb_scheme scheme;           /* dns: http or https */
+    uint32_t resolve_interval_ms;    /* dns: re-resolve period */
+    enum lb_routing_key routing_key; /* traces: by trace id or by service.name */
+};
+
 struct exporter_config {
     enum exporter_protocol protocol;
     char *endpoint; /* base URL; /v1/traces etc. appended */
@@ -204,6 +224,7 @@ struct exporter_config {
     struct file_exporter_config file;
     struct nats_exporter_config nats;
     struct kafka_exporter_config kafka;
+    struct lb_exporter_config loadbalancing;
 };
 
 struct control_config {
@@ -218,14 +239,30 @@ struct resources_config {
 /* spool.fsync: when appended records are forced to disk (docs/spool.md). */
 enum spool_fsync { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_INTERVAL = 1, SPOOL_FSYNC_NEVER = 2 };
 
+/* spool.durability: when a request is acknowledged (docs/spool.md). */
+enum spool_durability { SPOOL_DURABILITY_MEMORY = 0, SPOOL_DURABILITY_SPOOL = 1 };
+
 /* spool: the on-disk spool of batches the upstream could not take (lib/spool). */
 struct spool_config {
     bool enabled;
+    enum spool_durability durability; /* spool: 200 only once in a worker's write-ahead log */
     char *dir;              /* segment directory; "" means <service.data_dir>/spool */
     uint64_t max_bytes;     /* most disk space the segment files may take */
     uint64_t segment_bytes; /* start a new segment file past this size */
     enum spool_fsync fsync;
     uint32_t fsync_interval_ms; /* fsync: interval */
+    uint64_t wal_max_bytes;     /* durability: spool; all workers' logs together */
+    uint64_t wal_segment_bytes; /* roll a worker's log segment past this size */
+    uint32_t wal_segment_ms;    /* ... or this age */
+};
+
+/* memory_limiter: refuse new data before the process outgrows its memory
+ * (lib/memlimit). The hard limit is limit_mib; the soft limit, where new
+ * requests start being refused, is limit_mib - spike_limit_mib. */
+struct memory_limiter_config {
+    uint32_t limit_mib;         /* 0: 80% of the cgroup's memory.max, or off without one */
+    uint32_t spike_limit_mib;   /* 0: 20% of the limit */
+    uint32_t check_interval_ms; /* how often process memory is measured */
 };
 
 struct svc_config {
@@ -237,6 +274,7 @@ struct svc_config {
     struct control_config control;
     struct resources_config resources;
     struct spool_config spool;
+    struct memory_limiter_config memory_limiter;
 };
 
 /* Fill `cfg` with the built-in defaults from the key tables (the values in
@@ -291,6 +329,19 @@ int config_write_reference(struct buf *out);
 int config_write_yaml(const struct svc_config *cfg, bool redact, struct buf *out);
 
 /*
+ * Call fn(key, old_value, new_value, arg) for every key whose value differs
+ * between `a` and `b`, in table order: key is the dotted path
+ * ("exporter.retry.max_interval_ms"), the values are written as in YAML on
+ * one line (mappings as "{k: v, ...}"), credentials as "<redacted>", cut at
+ * 200 bytes. The strings are borrowed until fn returns. For SIGHUP reload.
+ * Returns the number of differing keys, -EINVAL, -ENOMEM.
+ */
+int config_diff(const struct svc_config *a, const struct svc_config *b,
+                void (*fn)(const char *key, const char *old_value, const char *new_value,
+                           void *arg),
+                void *arg);
+
+/*
  * Parse a CPU core list such as "0-3,6" (ids and inclusive ranges separated
  * by commas; blanks allowed around them) into `cores`, in the order written.
  * `cores` may be NULL to only validate and count; `max` is the most ids it
@@ -326,5 +377,6 @@ const char *config_dataplane_mode_name(enum dataplane_mode m);
 const char *config_exporter_protocol_name(enum exporter_protocol p);
 const char *config_compression_name(enum exporter_compression c);
 const char *config_spool_fsync_name(enum spool_fsync f);
+const char *config_spool_durability_name(enum spool_durability d);
 
 #endif

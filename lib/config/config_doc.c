@@ -304,3 +304,77 @@ int config_write_yaml(const struct svc_config *cfg, bool redact, struct buf *out
     }
     return rc;
 }
+
+/* A key's value as write_value() puts it, on one line: "name: " and the
+ * indentation dropped, mapping entries joined as "{k: v, ...}". */
+static void one_line(const struct buf *in, size_t name_len, char *out, size_t outlen)
+{
+    size_t o = 0, i = 0;
+    const char *p = (const char *)in->data;
+    size_t n = in->len;
+    while (i < n && p[i] == ' ')
+        i++;
+    i += name_len + 1; /* "name:" */
+    if (i < n && p[i] == ' ')
+        i++;
+    bool kv = i < n && p[i] == '\n' && i + 1 < n;
+    bool first = true;
+    if (kv && o + 1 < outlen)
+        out[o++] = '{';
+    for (; i < n && o + 4 < outlen; i++) {
+        if (p[i] == '\n') {
+            while (i + 1 < n && p[i + 1] == ' ')
+                i++;
+            if (kv && i + 1 < n) {
+                if (!first) {
+                    out[o++] = ',';
+                    out[o++] = ' ';
+                }
+                first = false;
+            }
+            continue;
+        }
+        out[o++] = p[i];
+    }
+    if (kv && o + 1 < outlen)
+        out[o++] = '}';
+    out[o] = '\0';
+}
+
+int config_diff(const struct svc_config *a, const struct svc_config *b,
+                void (*fn)(const char *key, const char *old_value, const char *new_value,
+                           void *arg),
+                void *arg)
+{
+    if (a == NULL || b == NULL || fn == NULL)
+        return -EINVAL;
+    struct buf ba = {0}, bb = {0};
+    int n = 0, rc = 0;
+    for (unsigned s = 0; s < config_n_sections && rc == 0; s++) {
+        const struct config_section *S = &config_sections[s];
+        for (unsigned k = 0; k < S->n_keys && rc == 0; k++) {
+            const struct config_key *K = &S->keys[k];
+            buf_reset(&ba);
+            buf_reset(&bb);
+            if ((rc = write_value(a, S, K, false, 0, &ba)) < 0 ||
+                (rc = write_value(b, S, K, false, 0, &bb)) < 0)
+                break;
+            if (ba.len == bb.len && memcmp(ba.data, bb.data, ba.len) == 0)
+                continue;
+            n++;
+            buf_reset(&ba);
+            buf_reset(&bb);
+            if ((rc = write_value(a, S, K, true, 0, &ba)) < 0 ||
+                (rc = write_value(b, S, K, true, 0, &bb)) < 0)
+                break;
+            char key[128], ov[200], nv[200];
+            snprintf(key, sizeof(key), "%s.%s", S->name, K->name);
+            one_line(&ba, strlen(K->name), ov, sizeof(ov));
+            one_line(&bb, strlen(K->name), nv, sizeof(nv));
+            fn(key, ov, nv, arg);
+        }
+    }
+    buf_free(&ba);
+    buf_free(&bb);
+    return rc < 0 ? rc : n;
+}

@@ -84,6 +84,7 @@ static const char *const exporter_protocol_names[] = {
     [EXPORTER_NATS] = "nats",
     [EXPORTER_GRPC] = "grpc",
     [EXPORTER_KAFKA] = "kafka",
+    [EXPORTER_LOADBALANCING] = "loadbalancing",
     NULL,
 };
 static const char *const compression_names[] = {
@@ -95,6 +96,11 @@ static const char *const spool_fsync_names[] = {
     [SPOOL_FSYNC_ALWAYS] = "always",
     [SPOOL_FSYNC_INTERVAL] = "interval",
     [SPOOL_FSYNC_NEVER] = "never",
+    NULL,
+};
+static const char *const spool_durability_names[] = {
+    [SPOOL_DURABILITY_MEMORY] = "memory",
+    [SPOOL_DURABILITY_SPOOL] = "spool",
     NULL,
 };
 
@@ -121,6 +127,27 @@ static const char *const kafka_compression_names[] = {
     [KAFKA_COMPRESSION_ZSTD] = "zstd",     NULL,
 };
 
+static const char *const lb_protocol_names[] = {
+    [LB_PROTOCOL_OTLP_HTTP] = "otlp_http",
+    [LB_PROTOCOL_GRPC] = "grpc",
+    NULL,
+};
+static const char *const lb_resolver_names[] = {
+    [LB_RESOLVER_STATIC] = "static",
+    [LB_RESOLVER_DNS] = "dns",
+    NULL,
+};
+static const char *const lb_scheme_names[] = {
+    [LB_SCHEME_HTTP] = "http",
+    [LB_SCHEME_HTTPS] = "https",
+    NULL,
+};
+static const char *const lb_routing_key_names[] = {
+    [LB_ROUTING_TRACE_ID] = "traceID",
+    [LB_ROUTING_SERVICE] = "service",
+    NULL,
+};
+
 static const char *name_at(const char *const *names, size_t n, unsigned v)
 {
     return v < n - 1 ? names[v] : "unknown";
@@ -144,6 +171,11 @@ const char *config_compression_name(enum exporter_compression c)
 const char *config_spool_fsync_name(enum spool_fsync f)
 {
     return name_at(spool_fsync_names, ARRAY_SIZE(spool_fsync_names), (unsigned)f);
+}
+
+const char *config_spool_durability_name(enum spool_durability d)
+{
+    return name_at(spool_durability_names, ARRAY_SIZE(spool_durability_names), (unsigned)d);
 }
 
 /* --- string checks (return NULL or a static reason) --- */
@@ -206,6 +238,46 @@ static const char *check_endpoint(const char *s)
             return "must not contain spaces or control characters";
     }
     return NULL;
+}
+
+/* exporter.loadbalancing.endpoints: empty, or comma-separated endpoints as
+ * check_endpoint() wants them (blanks around the commas allowed), without
+ * '"' or '\\' (they become metric label values). */
+static const char *check_lb_endpoints(const char *s)
+{
+    char one[512];
+    while (*s != '\0') {
+        while (*s == ' ')
+            s++;
+        size_t n = strcspn(s, ",");
+        while (n > 0 && s[n - 1] == ' ')
+            n--;
+        if (n == 0 || n >= sizeof(one))
+            return n == 0 ? "has an empty entry" : "has an entry longer than 511 characters";
+        memcpy(one, s, n);
+        one[n] = '\0';
+        const char *why = check_endpoint(one);
+        if (why != NULL)
+            return why;
+        if (strpbrk(one, "\"\\") != NULL)
+            return "must not contain '\"' or '\\'";
+        s += strcspn(s, ",");
+        if (*s == ',')
+            s++;
+    }
+    return NULL;
+}
+
+/* A DNS name (letters, digits, '-', '.') or empty. */
+static const char *check_hostname(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && c != '-' && c != '.' && c != '_')
+            return "must be a host name (letters, digits, '-', '_', '.')";
+    }
+    return strlen(s) > 253 ? "is longer than 253 characters" : NULL;
 }
 
 /* RFC 9110 5.1: field-name = token; 5.6.2: tchar. */
@@ -549,6 +621,14 @@ static const struct config_key dpdk_keys[] = {
                "out-of-order data and relies on retransmission."),
     KEY_U32(dpdk_config, time_wait_ms, "2000", 0, 240000,
             "How long a closed connection stays in TIME_WAIT (ms)."),
+    KEY_BOOL(dpdk_config, replay_isn, "false",
+             "BENCHMARKS ONLY, INSECURE: answer SYNs with an ISN that is a fixed public "
+             "function of the 4-tuple and the client's ISN (the SYN cookie with a published "
+             "key and a stopped clock, reproduced by bench/otlp_traffic.py), and let a SYN "
+             "replace an existing connection of its 4-tuple, so a pcap of complete TCP "
+             "conversations can be replayed through net_pcap, again and again. Anyone could "
+             "then open connections without seeing our SYN-ACK; refused unless eal_args "
+             "has a net_pcap vdev."),
 };
 
 static const struct config_key batch_keys[] = {
@@ -568,7 +648,8 @@ static const struct config_key batch_keys[] = {
 static const struct config_key exporter_keys[] = {
     KEY_ENUM(exporter_config, protocol, enum exporter_protocol, exporter_protocol_names, "file",
              "Where batches go: files under exporter.file.path, an OTLP/HTTP upstream, an OTLP/gRPC "
-             "upstream (grpc), Kafka topics (kafka, see exporter.kafka), or discard (acknowledge "
+             "upstream (grpc), Kafka topics (kafka, see exporter.kafka), several OTLP upstreams "
+             "by trace id (loadbalancing, see exporter.loadbalancing), or discard (acknowledge "
              "and discard: for benchmarks)."),
     KEY_STR(exporter_config, endpoint, "", 0, check_endpoint, "`http://` or `https://` URL",
             "Upstream base URL; /v1/traces, /v1/metrics, /v1/logs are appended. Required "
@@ -657,6 +738,11 @@ static const struct config_key spool_keys[] = {
              "Keep batches the upstream cannot take in time (retries exhausted, export queue "
              "above 80% or batch pool running low, shutdown) in segment files on disk and replay "
              "them in order when the upstream recovers and after a restart. See docs/spool.md."),
+    KEY_ENUM(spool_config, durability, enum spool_durability, spool_durability_names, "memory",
+             "When a request gets its 200: memory, once it is in a batch in memory (kill -9 "
+             "loses it); spool, once it is also appended to the worker's write-ahead log on disk "
+             "(kill -9 loses nothing acknowledged; power loss per fsync). spool turns the spool "
+             "on whatever `enabled` says. See docs/spool.md."),
     KEY_STR(spool_config, dir, "", 0, NULL, "path",
             "Directory of the segment files (created if missing, locked against a second "
             "instance); empty means <data_dir>/spool."),
@@ -672,6 +758,16 @@ static const struct config_key spool_keys[] = {
              "loss)."),
     KEY_U32(spool_config, fsync_interval_ms, "1000", 1, 600000,
             "Period of the fsync for fsync: interval (ms)."),
+    KEY_SIZE64(spool_config, wal_max_bytes, "512MiB", 1 * MIB, 16384 * GIB,
+               "durability: spool: most disk space the write-ahead logs of all workers take "
+               "together (each worker gets an equal share); when a worker's share is full, "
+               "requests get 503 with Retry-After until exports free a segment."),
+    KEY_SIZE64(spool_config, wal_segment_bytes, "4MiB", 64 * KIB, 1 * GIB,
+               "durability: spool: start a new write-ahead log segment past this size; a "
+               "segment is deleted once every batch with data in it was exported or spooled."),
+    KEY_U32(spool_config, wal_segment_ms, "500", 10, 600000,
+            "durability: spool: ... or past this age (ms), so that delivered data leaves the "
+            "disk (and is not replayed again after a crash) even at a low rate."),
 };
 
 static const struct config_key kafka_keys[] = {
@@ -710,6 +806,32 @@ static const struct config_key kafka_keys[] = {
            "are redacted in dumped configs."),
 };
 
+static const struct config_key lb_keys[] = {
+    KEY_ENUM(lb_exporter_config, protocol, enum lb_child_protocol, lb_protocol_names, "otlp_http",
+             "Exporter of each endpoint; it takes timeout_ms, compression, headers, tls and "
+             "retry from the exporter section."),
+    KEY_ENUM(lb_exporter_config, resolver, enum lb_resolver, lb_resolver_names, "static",
+             "Where the endpoints come from: the endpoints list, or the addresses of hostname "
+             "(a Kubernetes headless Service), re-resolved every resolve_interval_ms."),
+    KEY_STR(lb_exporter_config, endpoints, "", 0, check_lb_endpoints,
+            "comma-separated `http(s)://host:port`",
+            "Endpoints for the static resolver, e.g. `http://c1:4318,http://c2:4318`."),
+    KEY_STR(lb_exporter_config, hostname, "", 0, check_hostname, "DNS name",
+            "Name the dns resolver looks up (IPv4 addresses); each address is an endpoint "
+            "<scheme>://<address>:<port>."),
+    KEY_U16(lb_exporter_config, port, "4318", 1, 65535, "Port of the endpoints the dns resolver "
+            "finds (4317 for grpc)."),
+    KEY_ENUM(lb_exporter_config, scheme, enum lb_scheme, lb_scheme_names, "http",
+             "Scheme of the endpoints the dns resolver finds."),
+    KEY_U32(lb_exporter_config, resolve_interval_ms, "5000", 100, DAY_MS,
+            "How often the dns resolver looks the name up again (ms)."),
+    KEY_ENUM(lb_exporter_config, routing_key, enum lb_routing_key, lb_routing_key_names,
+             "traceID",
+             "What picks a span's endpoint: its trace id (every span of a trace on one "
+             "endpoint) or its resource's service.name. Metrics and logs always go by "
+             "service.name."),
+};
+
 static const struct config_key control_keys[] = {
     KEY_STR(control_config, host, "0.0.0.0", 1, NULL, NULL,
             "Address of the control plane (health probes, /metrics)."),
@@ -720,6 +842,20 @@ static const struct config_key resources_keys[] = {
     KEY_KV(resources_config, attributes, &attributes_rules,
            "Attributes upserted into the Resource of all received data "
            "(e.g. deployment.environment)."),
+};
+
+static const struct config_key memory_limiter_keys[] = {
+    KEY_U32(memory_limiter_config, limit_mib, "0", 0, 16777216,
+            "Hard memory limit of the process (MiB, resident set size; DPDK hugepages are not "
+            "counted). Request bodies and decompression buffers are never allocated past it. "
+            "0: 80% of the cgroup's memory.max when there is one, else no limit. SIGHUP "
+            "applies a change."),
+    KEY_U32(memory_limiter_config, spike_limit_mib, "0", 0, 16777216,
+            "Headroom below limit_mib: from limit_mib - spike_limit_mib (the soft limit) on, "
+            "new requests get 503 (HTTP) or UNAVAILABLE (gRPC) with a retry delay. 0: 20% of "
+            "the limit. Less than limit_mib."),
+    KEY_U32(memory_limiter_config, check_interval_ms, "100", 10, 60000,
+            "How often the process memory is measured (ms)."),
 };
 
 #define SECTION(n, member, table, h)                                                               \
@@ -752,10 +888,16 @@ const struct config_section config_sections[] = {
             "The NATS JetStream exporter (exporter.protocol: nats)."),
     SECTION("exporter.kafka", exporter.kafka, kafka_keys,
             "The Kafka exporter (exporter.protocol: kafka)."),
+    SECTION("exporter.loadbalancing", exporter.loadbalancing, lb_keys,
+            "Trace-aware load balancing over several OTLP upstreams (exporter.protocol: "
+            "loadbalancing, docs/scaling.md)."),
     SECTION("control", control, control_keys, "The control plane listener."),
     SECTION("resources", resources, resources_keys, "Resource attributes added to all data."),
     SECTION("spool", spool, spool_keys,
             "The disk spool for batches the upstream cannot take (docs/spool.md)."),
+    SECTION("memory_limiter", memory_limiter, memory_limiter_keys,
+            "Refusing new data under memory pressure, before the process outgrows its memory "
+            "(docs/operations.md)."),
 };
 
 const unsigned config_n_sections = ARRAY_SIZE(config_sections);

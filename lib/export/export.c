@@ -20,6 +20,7 @@
 #include "otlp/otlp.h"
 #include "pipeline/pipeline.h"
 #include "spool/spool.h"
+#include "spool/wal.h"
 
 const char *const export_drop_reasons[EXPORT_DROP_COUNT] = {
 #define EXPORT_DROP_STR_(e, s) [EXPORT_DROP_##e] = s,
@@ -98,6 +99,11 @@ struct export_runner {
     uint32_t m_in_flight, m_retry_queue;
     uint32_t m_spool_bytes, m_spool_records, m_spool_segments, m_spool_capacity;
     uint32_t m_spool_appends, m_spool_replayed, m_spool_corrupt, m_spool_full, m_spool_io_errors;
+    /* write-ahead logs (spool.durability: spool), summed over the workers */
+    bool durable;
+    struct wal_stats wal_pub;
+    uint32_t m_wal_bytes, m_wal_segments, m_wal_capacity, m_wal_appends, m_wal_fsyncs, m_wal_full,
+        m_wal_io_errors, m_wal_corrupt, m_wal_replayed;
 };
 
 /* ---- backoff ---- */
@@ -226,6 +232,42 @@ static int register_spool_metrics(struct export_runner *r)
         (rc = obs_counter_register(reg, "otlp_spool_io_errors_total",
                                    "Spool writes, reads or fsyncs that failed.", NULL, 1,
                                    &r->m_spool_io_errors)) < 0)
+        return rc;
+    return 0;
+}
+
+/* The write-ahead logs' figures (spool.durability: spool only). */
+static int register_wal_metrics(struct export_runner *r)
+{
+    struct obs_registry *reg = r->reg;
+    int rc;
+    if ((rc = obs_gauge_register(reg, "otlp_wal_bytes",
+                                 "Bytes of write-ahead log segment files on disk (all workers).",
+                                 NULL, 1, &r->m_wal_bytes)) < 0 ||
+        (rc = obs_gauge_register(reg, "otlp_wal_segments", "Write-ahead log segment files.", NULL,
+                                 1, &r->m_wal_segments)) < 0 ||
+        (rc = obs_gauge_register(reg, "otlp_wal_capacity_bytes", "spool.wal_max_bytes", NULL, 1,
+                                 &r->m_wal_capacity)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_appends_total",
+                                   "Requests appended to a write-ahead log before their 200.",
+                                   NULL, 1, &r->m_wal_appends)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_fsyncs_total",
+                                   "fdatasync calls on write-ahead log segments.", NULL, 1,
+                                   &r->m_wal_fsyncs)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_full_total",
+                                   "Requests refused with 503: a worker's share of "
+                                   "spool.wal_max_bytes reached or the disk full.",
+                                   NULL, 1, &r->m_wal_full)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_io_errors_total",
+                                   "Write-ahead log appends, fsyncs or deletes that failed.", NULL,
+                                   1, &r->m_wal_io_errors)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_corrupt_records_total",
+                                   "Torn or damaged write-ahead log records found at start.", NULL,
+                                   1, &r->m_wal_corrupt)) < 0 ||
+        (rc = obs_counter_register(reg, "otlp_wal_replayed_total",
+                                   "Write-ahead log records of a previous run moved into the "
+                                   "spool for replay at start.",
+                                   NULL, 1, &r->m_wal_replayed)) < 0)
         return rc;
     return 0;
 }
@@ -525,6 +567,18 @@ static void handle_result(struct export_runner *r, struct batch *b, const struct
 {
     enum otlp_signal s = b->signal;
     uint64_t now = base_now_ms();
+    if (res->status != EXPORT_OK && (res->delivered_items > 0 || res->rejected_items > 0)) {
+        /* Part of the batch went through (an exporter that splits batches);
+         * `b` now holds only the rest, which is retried or dropped below. */
+        obs_counter_add(r->reg, r->shard, r->m_exported[s], res->delivered_items);
+        if (res->rejected_items > 0)
+            count_drop(r, s, EXPORT_DROP_UPSTREAM_PARTIAL, res->rejected_items);
+        uint64_t settled = BASE_MIN(res->delivered_items + res->rejected_items, b->items);
+        if (is_replay(r, b))
+            b->items -= settled;
+        else
+            pipeline_release_items(r->p, b, settled);
+    }
     switch (res->status) {
     case EXPORT_OK: {
         uint64_t rejected = BASE_MIN(res->rejected_items, b->items);
@@ -641,6 +695,21 @@ static void update_gauges(struct export_runner *r)
     obs_counter_add(r->reg, r->shard, r->m_spool_replayed, r->replayed - r->replayed_pub);
     *pub = st;
     r->replayed_pub = r->replayed;
+    if (!r->durable)
+        return;
+    struct wal_stats ws;
+    pipeline_wal_stats(r->p, &ws);
+    struct wal_stats *wp = &r->wal_pub;
+    obs_gauge_set(r->reg, r->shard, r->m_wal_bytes, (int64_t)ws.bytes);
+    obs_gauge_set(r->reg, r->shard, r->m_wal_segments, (int64_t)ws.segments);
+    obs_counter_add(r->reg, r->shard, r->m_wal_appends, ws.appends_total - wp->appends_total);
+    obs_counter_add(r->reg, r->shard, r->m_wal_fsyncs, ws.fsyncs_total - wp->fsyncs_total);
+    obs_counter_add(r->reg, r->shard, r->m_wal_full, ws.full_total - wp->full_total);
+    obs_counter_add(r->reg, r->shard, r->m_wal_io_errors, ws.io_errors_total - wp->io_errors_total);
+    obs_counter_add(r->reg, r->shard, r->m_wal_corrupt,
+                    ws.corrupt_records_total - wp->corrupt_records_total);
+    obs_counter_add(r->reg, r->shard, r->m_wal_replayed, ws.recovered_total - wp->recovered_total);
+    *wp = ws;
 }
 
 /*
@@ -684,6 +753,7 @@ static void stop_with_spool(struct export_runner *r, uint64_t now)
 static void finish_leftovers(struct export_runner *r)
 {
     uint64_t dropped = 0, dropped_items = 0, spooled = 0, spooled_items = 0;
+    uint64_t kept = 0, kept_items = 0;
     uint64_t now = base_now_ms();
     r->spool_retry_ms = 0; /* last chance: try the spool whatever happened before */
     struct batch *b;
@@ -703,6 +773,14 @@ static void finish_leftovers(struct export_runner *r)
             spooled_items += items;
             continue;
         }
+        if (r->durable) {
+            /* Still in the write-ahead log: replayed at the next start. */
+            kept++;
+            kept_items += items;
+            pipeline_keep_in_wal(r->p, b);
+            pipeline_release(r->p, b);
+            continue;
+        }
         dropped++;
         dropped_items += items;
         count_drop(r, s, EXPORT_DROP_SHUTDOWN, items);
@@ -718,6 +796,12 @@ static void finish_leftovers(struct export_runner *r)
             spooled_items += b->items;
             continue;
         }
+        if (r->durable) {
+            kept++;
+            kept_items += b->items;
+            pipeline_keep_in_wal(r->p, b);
+            continue;
+        }
         dropped++;
         dropped_items += b->items;
         count_drop(r, b->signal, EXPORT_DROP_SHUTDOWN, b->items);
@@ -728,6 +812,9 @@ static void finish_leftovers(struct export_runner *r)
     if (spooled > 0)
         log_info("export stopped, undelivered data kept in the spool",
                  "batches=%" PRIu64 " items=%" PRIu64, spooled, spooled_items);
+    if (kept > 0)
+        log_info("export stopped, undelivered data kept in the write-ahead log",
+                 "batches=%" PRIu64 " items=%" PRIu64, kept, kept_items);
     if (dropped > 0)
         log_warn("export stopped with data left, dropped", "batches=%" PRIu64 " items=%" PRIu64,
                  dropped, dropped_items);
@@ -788,12 +875,7 @@ static int open_spool(struct export_runner *r, const struct svc_config *cfg)
 {
     const struct spool_config *sc = &cfg->spool;
     char *dir = NULL;
-    if (sc->dir != NULL && sc->dir[0] != '\0')
-        dir = strdup(sc->dir);
-    else if (asprintf(&dir, "%s/spool",
-                      cfg->service.data_dir != NULL ? cfg->service.data_dir : ".") < 0)
-        dir = NULL;
-    if (dir == NULL)
+    if (spool_config_dir(cfg, &dir) < 0)
         return -ENOMEM;
     struct spool_options o = {
         .dir = dir,
@@ -822,6 +904,18 @@ static int open_spool(struct export_runner *r, const struct svc_config *cfg)
     if ((rc = register_spool_metrics(r)) < 0)
         return rc;
     obs_gauge_set(r->reg, r->shard, r->m_spool_capacity, (int64_t)sc->max_bytes);
+    if (!pipeline_durable(r->p))
+        return 0;
+    /* durability: spool: what previous runs acknowledged and did not
+     * deliver is in the workers' logs; into the spool with it, replayed
+     * like any spooled batch. A failure leaves the rest in the logs for the
+     * next start (logged); this run goes on. */
+    r->durable = true;
+    if ((rc = register_wal_metrics(r)) < 0)
+        return rc;
+    obs_gauge_set(r->reg, r->shard, r->m_wal_capacity, (int64_t)sc->wal_max_bytes);
+    (void)pipeline_wal_recover(r->p, r->spool, NULL);
+    update_gauges(r);
     return 0;
 }
 
@@ -876,7 +970,7 @@ int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
                   r->ex.ops->name, rc);
         goto fail;
     }
-    if (cfg->spool.enabled && (rc = open_spool(r, cfg)) < 0)
+    if ((cfg->spool.enabled || pipeline_durable(p)) && (rc = open_spool(r, cfg)) < 0)
         goto fail;
     atomic_init(&r->stopping, false);
     atomic_init(&r->deadline_ms, 0);
@@ -916,8 +1010,9 @@ int export_runner_start(struct export_runner *r)
         return -rc;
     pthread_setname_np(r->thread, "otlp-export");
     r->started = true;
-    log_info("export runner started", "exporter=%s concurrency=%u spool=%s", r->ex.ops->name,
-             r->max_in_flight, r->spool != NULL ? "on" : "off");
+    log_info("export runner started", "exporter=%s concurrency=%u spool=%s durability=%s",
+             r->ex.ops->name, r->max_in_flight, r->spool != NULL ? "on" : "off",
+             r->durable ? "spool" : "memory");
     return 0;
 }
 

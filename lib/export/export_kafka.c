@@ -26,6 +26,7 @@
 #include "opentelemetry/proto/resource/v1/resource.pb-c.h"
 #include "otlp/otlp.h"
 #include "otlp/otlp_json.h"
+#include "otlp/otlp_split.h"
 #include "otlp/otlp_wire.h"
 
 /* Room kept below message.max.bytes for the key and librdkafka's per-record
@@ -96,44 +97,6 @@ struct kafka_slot {
     bool blocked; /* the producer queue was full: produce the rest later */
 };
 
-/* The batch taken apart: ResourceX entries, their ScopeX entries, the items
- * (spans, metrics, log records), and the other fields of each level, kept
- * as byte ranges of the batch body. */
-struct kafka_seg {
-    uint32_t off, len; /* a whole field: key, length and value */
-    uint32_t field;
-};
-
-struct kafka_res {
-    uint32_t seg_first, seg_n; /* in rs_segs */
-    uint32_t seg_bytes;
-    uint32_t group;
-};
-
-struct kafka_scope {
-    uint32_t seg_first, seg_n; /* in ss_segs */
-    uint32_t seg_bytes;
-};
-
-struct kafka_unit {
-    uint32_t r, s;     /* resource and scope entry */
-    uint32_t off, len; /* the item's value (without key and length) */
-    uint32_t items;
-    uint32_t next; /* next unit of the same group; UINT32_MAX: last */
-    uint8_t trace_id[16];
-};
-
-struct kafka_group {
-    uint32_t head, tail;
-    uint8_t id[16]; /* trace id or resource hash */
-};
-
-/* Growable scratch array. */
-struct kafka_vec {
-    void *data;
-    size_t n, cap, size;
-};
-
 struct kafka_exp {
     rd_kafka_t *rk;
     rd_kafka_topic_t *topics[OTLP_SIGNAL_COUNT];
@@ -149,10 +112,10 @@ struct kafka_exp {
     unsigned n_slots;
     struct kafka_slot **finished; /* scratch for one poll's completions */
 
-    /* scratch for splitting a batch */
-    struct kafka_vec units, res, scopes, rs_segs, ss_segs, groups, order;
-    uint32_t *table; /* group lookup, open addressing, index + 1 */
-    size_t table_cap;
+    /* scratch for splitting a batch (lib/otlp/otlp_split.h) */
+    struct otlp_split *split;
+    uint8_t (*res_keys)[16]; /* resource hash per resource entry */
+    size_t res_keys_cap;
     struct buf pb; /* one message's protobuf before JSON conversion */
 
     /* metrics */
@@ -168,40 +131,6 @@ struct kafka_exp {
 static void kafka_destroy(void *state);
 
 /* ---- small helpers ---- */
-
-static int vec_reserve(struct kafka_vec *v, size_t n)
-{
-    if (n <= v->cap)
-        return 0;
-    size_t cap = v->cap ? v->cap : 64;
-    while (cap < n)
-        cap *= 2;
-    void *d = realloc(v->data, cap * v->size);
-    if (d == NULL)
-        return -ENOMEM;
-    v->data = d;
-    v->cap = cap;
-    return 0;
-}
-
-/* Append one zeroed element; returns it or NULL (-ENOMEM). */
-static void *vec_push(struct kafka_vec *v)
-{
-    if (vec_reserve(v, v->n + 1) < 0)
-        return NULL;
-    void *e = (uint8_t *)v->data + v->n * v->size;
-    memset(e, 0, v->size);
-    v->n++;
-    return e;
-}
-
-#define VEC_AT(v, T, i) (&((T *)(v)->data)[i])
-
-static size_t len_field(size_t n)
-{
-    /* key of fields 1..15 is one byte */
-    return 1 + otlp_wire_varint_size(n) + n;
-}
 
 /* "kafka_" + librdkafka's error name in lower case, without the leading '_'
  * of local errors: kafka_msg_timed_out, kafka_not_leader_for_partition. */
@@ -404,451 +333,7 @@ int export_kafka_resource_hash(const uint8_t *pb, size_t len, uint8_t out[16])
     return resource_hash(pb, len, out);
 }
 
-/* ---- taking a batch apart ---- */
-
-/* Data points of a Metric: entries of field 1 in its (last) data field
- * (gauge 5, sum 7, histogram 9, exponential histogram 10, summary 11), as
- * the receiver counted them. */
-static uint32_t metric_points(const uint8_t *p, const uint8_t *end)
-{
-    uint32_t points = 0;
-    while (p < end) {
-        uint32_t f;
-        unsigned wt;
-        size_t n;
-        if (otlp_wire_key(&p, end, &f, &wt) < 0)
-            return points;
-        bool data = wt == OTLP_WIRE_LEN && (f == 5 || f == 7 || f == 9 || f == 10 || f == 11);
-        if (!data) {
-            if (otlp_wire_skip(&p, end, wt) < 0)
-                return points;
-            continue;
-        }
-        if (otlp_wire_len(&p, end, &n) < 0)
-            return points;
-        const uint8_t *q = p, *qend = p + n;
-        points = 0;
-        while (q < qend) {
-            uint32_t g;
-            unsigned gwt;
-            if (otlp_wire_key(&q, qend, &g, &gwt) < 0)
-                break;
-            if (g == 1 && gwt == OTLP_WIRE_LEN)
-                points++;
-            if (otlp_wire_skip(&q, qend, gwt) < 0)
-                break;
-        }
-        p = qend;
-    }
-    return points;
-}
-
-/* The trace id of a Span (field 1); zeros when absent or not 16 bytes. */
-static void span_trace_id(const uint8_t *p, const uint8_t *end, uint8_t id[16])
-{
-    memset(id, 0, 16);
-    while (p < end) {
-        uint32_t f;
-        unsigned wt;
-        if (otlp_wire_key(&p, end, &f, &wt) < 0)
-            return;
-        if (f == 1 && wt == OTLP_WIRE_LEN) {
-            size_t n;
-            if (otlp_wire_len(&p, end, &n) < 0)
-                return;
-            if (n == 16)
-                memcpy(id, p, 16);
-            return;
-        }
-        if (otlp_wire_skip(&p, end, wt) < 0)
-            return;
-    }
-}
-
-static int add_seg(struct kafka_vec *v, const uint8_t *base, const uint8_t *start,
-                   const uint8_t *end, uint32_t field, uint32_t *bytes)
-{
-    struct kafka_seg *sg = vec_push(v);
-    if (sg == NULL)
-        return -ENOMEM;
-    sg->off = (uint32_t)(start - base);
-    sg->len = (uint32_t)(end - start);
-    sg->field = field;
-    *bytes += sg->len;
-    return 0;
-}
-
-/* A ScopeX message of resource entry r. */
-static int parse_scope(struct kafka_exp *k, enum otlp_signal sig, const uint8_t *base,
-                       const uint8_t *p, const uint8_t *end, uint32_t r)
-{
-    uint32_t s = (uint32_t)k->scopes.n;
-    struct kafka_scope *sc = vec_push(&k->scopes);
-    if (sc == NULL)
-        return -ENOMEM;
-    sc->seg_first = (uint32_t)k->ss_segs.n;
-    uint32_t seg_bytes = 0;
-    while (p < end) {
-        const uint8_t *fstart = p;
-        uint32_t f;
-        unsigned wt;
-        size_t n;
-        if (otlp_wire_key(&p, end, &f, &wt) < 0)
-            return -EINVAL;
-        if (f == 2 && wt == OTLP_WIRE_LEN) {
-            if (otlp_wire_len(&p, end, &n) < 0)
-                return -EINVAL;
-            struct kafka_unit *u = vec_push(&k->units);
-            if (u == NULL)
-                return -ENOMEM;
-            u->r = r;
-            u->s = s;
-            u->off = (uint32_t)(p - base);
-            u->len = (uint32_t)n;
-            u->next = UINT32_MAX;
-            if (sig == OTLP_METRICS) {
-                u->items = metric_points(p, p + n);
-            } else {
-                u->items = 1;
-                if (sig == OTLP_TRACES)
-                    span_trace_id(p, p + n, u->trace_id);
-            }
-            p += n;
-            continue;
-        }
-        if (otlp_wire_skip(&p, end, wt) < 0 ||
-            add_seg(&k->ss_segs, base, fstart, p, f, &seg_bytes) < 0)
-            return -EINVAL;
-    }
-    sc = VEC_AT(&k->scopes, struct kafka_scope, s);
-    sc->seg_n = (uint32_t)k->ss_segs.n - sc->seg_first;
-    sc->seg_bytes = seg_bytes;
-    return 0;
-}
-
-/* A ResourceX message. */
-static int parse_resource(struct kafka_exp *k, enum otlp_signal sig, const uint8_t *base,
-                          const uint8_t *p, const uint8_t *end, bool want_hash)
-{
-    uint32_t r = (uint32_t)k->res.n;
-    struct kafka_res *rs = vec_push(&k->res);
-    if (rs == NULL)
-        return -ENOMEM;
-    rs->seg_first = (uint32_t)k->rs_segs.n;
-    uint32_t seg_bytes = 0;
-    const uint8_t *resource = NULL;
-    size_t resource_len = 0;
-    int rc;
-    while (p < end) {
-        const uint8_t *fstart = p;
-        uint32_t f;
-        unsigned wt;
-        size_t n;
-        if (otlp_wire_key(&p, end, &f, &wt) < 0)
-            return -EINVAL;
-        if (f == 2 && wt == OTLP_WIRE_LEN) {
-            if (otlp_wire_len(&p, end, &n) < 0)
-                return -EINVAL;
-            if ((rc = parse_scope(k, sig, base, p, p + n, r)) < 0)
-                return rc;
-            p += n;
-            continue;
-        }
-        if (f == 1 && wt == OTLP_WIRE_LEN) {
-            const uint8_t *q = p;
-            if (otlp_wire_len(&q, end, &n) < 0)
-                return -EINVAL;
-            resource = q;
-            resource_len = n;
-        }
-        if (otlp_wire_skip(&p, end, wt) < 0 ||
-            add_seg(&k->rs_segs, base, fstart, p, f, &seg_bytes) < 0)
-            return -EINVAL;
-    }
-    rs = VEC_AT(&k->res, struct kafka_res, r);
-    rs->seg_n = (uint32_t)k->rs_segs.n - rs->seg_first;
-    rs->seg_bytes = seg_bytes;
-    if (want_hash) {
-        uint8_t h[16];
-        if ((rc = resource_hash(resource, resource_len, h)) < 0)
-            return rc;
-        /* stash the hash in the group field's place: grouping reads it */
-        struct kafka_group *g = vec_push(&k->groups);
-        if (g == NULL)
-            return -ENOMEM;
-        memcpy(g->id, h, 16);
-        rs = VEC_AT(&k->res, struct kafka_res, r);
-        rs->group = (uint32_t)(k->groups.n - 1);
-    }
-    return 0;
-}
-
-static int parse_batch(struct kafka_exp *k, enum otlp_signal sig, const uint8_t *body, size_t len,
-                       bool want_hash)
-{
-    k->units.n = k->res.n = k->scopes.n = k->rs_segs.n = k->ss_segs.n = 0;
-    k->groups.n = k->order.n = 0;
-    const uint8_t *p = body, *end = body + len;
-    while (p < end) {
-        uint32_t f;
-        unsigned wt;
-        size_t n;
-        if (otlp_wire_key(&p, end, &f, &wt) < 0)
-            return -EINVAL;
-        if (f == 1 && wt == OTLP_WIRE_LEN) {
-            if (otlp_wire_len(&p, end, &n) < 0)
-                return -EINVAL;
-            int rc = parse_resource(k, sig, body, p, p + n, want_hash);
-            if (rc < 0)
-                return rc;
-            p += n;
-        } else if (otlp_wire_skip(&p, end, wt) < 0) {
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-/* ---- grouping ---- */
-
-static uint64_t id_hash(const uint8_t id[16])
-{
-    uint64_t a, b;
-    memcpy(&a, id, 8);
-    memcpy(&b, id + 8, 8);
-    return (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
-}
-
-static int table_prepare(struct kafka_exp *k, size_t n)
-{
-    size_t cap = 64;
-    while (cap < 2 * n)
-        cap *= 2;
-    if (cap > k->table_cap) {
-        uint32_t *t = realloc(k->table, cap * sizeof(*t));
-        if (t == NULL)
-            return -ENOMEM;
-        k->table = t;
-        k->table_cap = cap;
-    }
-    memset(k->table, 0, k->table_cap * sizeof(*k->table));
-    return 0;
-}
-
-/* The group for `id` among `groups` (created when new). Returns its index
- * or -ENOMEM. */
-static int64_t group_find(struct kafka_exp *k, struct kafka_vec *groups, const uint8_t id[16])
-{
-    size_t mask = k->table_cap - 1;
-    for (size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
-        uint32_t t = k->table[i];
-        if (t == 0) {
-            struct kafka_group *g = vec_push(groups);
-            if (g == NULL)
-                return -ENOMEM;
-            memcpy(g->id, id, 16);
-            g->head = g->tail = UINT32_MAX;
-            k->table[i] = (uint32_t)groups->n;
-            return (int64_t)groups->n - 1;
-        }
-        if (memcmp(VEC_AT(groups, struct kafka_group, t - 1)->id, id, 16) == 0)
-            return t - 1;
-    }
-}
-
-/*
- * Order the units by group: `order` gets every unit index, the units of a
- * group together, groups in order of first appearance, units in batch
- * order. `bounds` gets n_groups + 1 offsets into `order`.
- * mode 0: one group; 1: by trace id; 2: by resource hash.
- */
-static int group_units(struct kafka_exp *k, int mode, struct kafka_vec *bounds)
-{
-    size_t nu = k->units.n;
-    bounds->n = 0;
-    if (vec_reserve(&k->order, nu) < 0 || vec_reserve(bounds, nu + 2) < 0)
-        return -ENOMEM;
-    uint32_t *order = k->order.data;
-    uint32_t *b = bounds->data;
-    if (mode == 0 || nu == 0) {
-        for (size_t i = 0; i < nu; i++)
-            order[i] = (uint32_t)i;
-        b[0] = 0;
-        b[1] = (uint32_t)nu;
-        bounds->n = 2;
-        k->order.n = nu;
-        return 0;
-    }
-    struct kafka_vec groups = {.size = sizeof(struct kafka_group)};
-    int rc = -ENOMEM;
-    size_t n_keys = mode == 1 ? nu : k->res.n;
-    if (table_prepare(k, n_keys) < 0)
-        goto out;
-    for (size_t i = 0; i < nu; i++) {
-        struct kafka_unit *u = VEC_AT(&k->units, struct kafka_unit, i);
-        const uint8_t *id = mode == 1 ? u->trace_id
-                                      : VEC_AT(&k->groups, struct kafka_group,
-                                               VEC_AT(&k->res, struct kafka_res, u->r)->group)
-                                            ->id;
-        int64_t gi = group_find(k, &groups, id);
-        if (gi < 0)
-            goto out;
-        struct kafka_group *g = VEC_AT(&groups, struct kafka_group, gi);
-        if (g->tail == UINT32_MAX)
-            g->head = (uint32_t)i;
-        else
-            VEC_AT(&k->units, struct kafka_unit, g->tail)->next = (uint32_t)i;
-        g->tail = (uint32_t)i;
-    }
-    if (vec_reserve(bounds, groups.n + 1) < 0)
-        goto out;
-    b = bounds->data;
-    size_t n = 0;
-    for (size_t gi = 0; gi < groups.n; gi++) {
-        b[gi] = (uint32_t)n;
-        for (uint32_t u = VEC_AT(&groups, struct kafka_group, gi)->head; u != UINT32_MAX;
-             u = VEC_AT(&k->units, struct kafka_unit, u)->next)
-            order[n++] = u;
-    }
-    b[groups.n] = (uint32_t)n;
-    bounds->n = groups.n + 1;
-    k->order.n = n;
-    /* keep the group ids (trace id or resource hash) for the keys */
-    if (vec_reserve(&k->groups, groups.n) < 0)
-        goto out;
-    memcpy(k->groups.data, groups.data, groups.n * sizeof(struct kafka_group));
-    k->groups.n = groups.n;
-    rc = 0;
-out:
-    free(groups.data);
-    return rc;
-}
-
 /* ---- building messages ---- */
-
-/* Running size of a message being packed: the exact protobuf size. */
-struct kafka_pack {
-    uint64_t closed;   /* complete ResourceX fields */
-    uint32_t r, s;     /* open resource / scope; r == UINT32_MAX: empty */
-    uint64_t rs_fixed; /* open resource: its other fields + complete scopes */
-    uint64_t ss;       /* open scope's payload */
-};
-
-static uint64_t pack_total(const struct kafka_pack *m)
-{
-    if (m->r == UINT32_MAX)
-        return m->closed;
-    return m->closed + len_field(m->rs_fixed + len_field(m->ss));
-}
-
-static void pack_add(struct kafka_exp *k, struct kafka_pack *m, const struct kafka_unit *u)
-{
-    const struct kafka_res *rs = VEC_AT(&k->res, struct kafka_res, u->r);
-    const struct kafka_scope *sc = VEC_AT(&k->scopes, struct kafka_scope, u->s);
-    if (u->r != m->r) {
-        m->closed = pack_total(m);
-        m->r = u->r;
-        m->rs_fixed = rs->seg_bytes;
-        m->s = u->s;
-        m->ss = sc->seg_bytes;
-    } else if (u->s != m->s) {
-        m->rs_fixed += len_field(m->ss);
-        m->s = u->s;
-        m->ss = sc->seg_bytes;
-    }
-    m->ss += len_field(u->len);
-}
-
-static int put_hdr(struct buf *out, uint32_t field, size_t n)
-{
-    if (buf_reserve(out, 16) < 0)
-        return -ENOMEM;
-    uint8_t *e = otlp_wire_put_len_hdr(out->data + out->len, field, n);
-    out->len = (size_t)(e - out->data);
-    return 0;
-}
-
-/* The other fields of a level with field number below (before) or above
- * the child field 2, so the output keeps the canonical order. */
-static int put_segs(struct buf *out, const uint8_t *body, const struct kafka_seg *sg, uint32_t n,
-                    bool before)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        if ((sg[i].field < 2) != before)
-            continue;
-        if (buf_append(out, body + sg[i].off, sg[i].len) < 0)
-            return -ENOMEM;
-    }
-    return 0;
-}
-
-/* Payload size of the scope run order[i..j) (same scope). */
-static uint64_t scope_payload(struct kafka_exp *k, const uint32_t *order, size_t i, size_t j)
-{
-    const struct kafka_unit *u = VEC_AT(&k->units, struct kafka_unit, order[i]);
-    uint64_t n = VEC_AT(&k->scopes, struct kafka_scope, u->s)->seg_bytes;
-    for (; i < j; i++)
-        n += len_field(VEC_AT(&k->units, struct kafka_unit, order[i])->len);
-    return n;
-}
-
-/* End of the run starting at i of units sharing the resource (by_scope
- * false) or the scope (true). */
-static size_t run_end(struct kafka_exp *k, const uint32_t *order, size_t i, size_t end,
-                      bool by_scope)
-{
-    const struct kafka_unit *u = VEC_AT(&k->units, struct kafka_unit, order[i]);
-    size_t j = i + 1;
-    while (j < end) {
-        const struct kafka_unit *v = VEC_AT(&k->units, struct kafka_unit, order[j]);
-        if (v->r != u->r || (by_scope && v->s != u->s))
-            break;
-        j++;
-    }
-    return j;
-}
-
-/* Append the Export*ServiceRequest holding units order[a..b) to `out`. */
-static int write_message(struct kafka_exp *k, const uint8_t *body, size_t a, size_t b,
-                         struct buf *out)
-{
-    const uint32_t *order = k->order.data;
-    const struct kafka_seg *rsg = k->rs_segs.data, *ssg = k->ss_segs.data;
-    for (size_t i = a; i < b;) {
-        size_t j = run_end(k, order, i, b, false);
-        const struct kafka_unit *u = VEC_AT(&k->units, struct kafka_unit, order[i]);
-        const struct kafka_res *rs = VEC_AT(&k->res, struct kafka_res, u->r);
-        uint64_t rs_payload = rs->seg_bytes;
-        for (size_t x = i; x < j;) {
-            size_t y = run_end(k, order, x, j, true);
-            rs_payload += len_field(scope_payload(k, order, x, y));
-            x = y;
-        }
-        if (put_hdr(out, 1, rs_payload) < 0 ||
-            put_segs(out, body, rsg + rs->seg_first, rs->seg_n, true) < 0)
-            return -ENOMEM;
-        for (size_t x = i; x < j;) {
-            size_t y = run_end(k, order, x, j, true);
-            const struct kafka_unit *v = VEC_AT(&k->units, struct kafka_unit, order[x]);
-            const struct kafka_scope *sc = VEC_AT(&k->scopes, struct kafka_scope, v->s);
-            if (put_hdr(out, 2, scope_payload(k, order, x, y)) < 0 ||
-                put_segs(out, body, ssg + sc->seg_first, sc->seg_n, true) < 0)
-                return -ENOMEM;
-            for (size_t z = x; z < y; z++) {
-                const struct kafka_unit *w = VEC_AT(&k->units, struct kafka_unit, order[z]);
-                if (put_hdr(out, 2, w->len) < 0 || buf_append(out, body + w->off, w->len) < 0)
-                    return -ENOMEM;
-            }
-            if (put_segs(out, body, ssg + sc->seg_first, sc->seg_n, false) < 0)
-                return -ENOMEM;
-            x = y;
-        }
-        if (put_segs(out, body, rsg + rs->seg_first, rs->seg_n, false) < 0)
-            return -ENOMEM;
-        i = j;
-    }
-    return 0;
-}
 
 static struct kafka_msg *slot_msg(struct kafka_slot *s)
 {
@@ -866,30 +351,29 @@ static struct kafka_msg *slot_msg(struct kafka_slot *s)
     return m;
 }
 
-/* Emit the message of units order[a..b) with key `key`: protobuf straight
- * into slot->out, or via k->pb as JSON; a JSON message above the limit is
- * halved until it fits (or holds a single item). */
-static int emit(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig,
-                const uint8_t *body, size_t a, size_t b, const uint8_t *key, size_t key_len,
-                bool has_key)
+/* Emit the message of positions [a, b) of the split's grouped order with
+ * key `key`: protobuf straight into slot->out, or via k->pb as JSON; a JSON
+ * message above the limit is halved until it fits (or holds a single item). */
+static int emit(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig, size_t a, size_t b,
+                const uint8_t *key, size_t key_len, bool has_key)
 {
     size_t start = s->out.len;
     int rc;
     if (k->encoding == KAFKA_ENCODING_OTLP_PROTO) {
-        if ((rc = write_message(k, body, a, b, &s->out)) < 0)
+        if ((rc = otlp_split_write(k->split, a, b, &s->out)) < 0)
             return rc;
     } else {
         buf_reset(&k->pb);
-        if ((rc = write_message(k, body, a, b, &k->pb)) < 0)
+        if ((rc = otlp_split_write(k->split, a, b, &k->pb)) < 0)
             return rc;
         if ((rc = otlp_proto_to_json(sig, k->pb.data, k->pb.len, &s->out)) < 0)
             return rc == -EINVAL ? -EINVAL : -ENOMEM;
         if (s->out.len - start > k->max_payload && b - a > 1) {
             s->out.len = start;
             size_t mid = a + (b - a) / 2;
-            if ((rc = emit(k, s, sig, body, a, mid, key, key_len, has_key)) < 0)
+            if ((rc = emit(k, s, sig, a, mid, key, key_len, has_key)) < 0)
                 return rc;
-            return emit(k, s, sig, body, mid, b, key, key_len, has_key);
+            return emit(k, s, sig, mid, b, key, key_len, has_key);
         }
     }
     struct kafka_msg *m = slot_msg(s);
@@ -897,8 +381,7 @@ static int emit(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig,
         return -ENOMEM;
     m->off = start;
     m->len = s->out.len - start;
-    for (size_t i = a; i < b; i++)
-        m->items += VEC_AT(&k->units, struct kafka_unit, ((uint32_t *)k->order.data)[i])->items;
+    m->items = otlp_split_items(k->split, a, b);
     m->has_key = has_key;
     m->key_len = (uint8_t)key_len;
     if (key_len > 0)
@@ -906,30 +389,41 @@ static int emit(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig,
     return 0;
 }
 
-/* Pack units order[a..b) into messages of at most max_payload bytes. */
-static int pack_group(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig,
-                      const uint8_t *body, size_t a, size_t b, const uint8_t *key, size_t key_len,
-                      bool has_key)
+/* Pack positions [a, b) into messages of at most max_payload bytes. */
+static int pack_group(struct kafka_exp *k, struct kafka_slot *s, enum otlp_signal sig, size_t a,
+                      size_t b, const uint8_t *key, size_t key_len, bool has_key)
 {
-    const uint32_t *order = k->order.data;
-    struct kafka_pack m = {.r = UINT32_MAX};
-    size_t first = a;
-    for (size_t i = a; i < b; i++) {
-        const struct kafka_unit *u = VEC_AT(&k->units, struct kafka_unit, order[i]);
-        struct kafka_pack t = m;
-        pack_add(k, &t, u);
-        if (i > first && pack_total(&t) > k->max_payload) {
-            int rc = emit(k, s, sig, body, first, i, key, key_len, has_key);
-            if (rc < 0)
-                return rc;
-            first = i;
-            t = (struct kafka_pack){.r = UINT32_MAX};
-            pack_add(k, &t, u);
-        }
-        m = t;
+    while (a < b) {
+        size_t e = otlp_split_fit(k->split, a, b, k->max_payload);
+        int rc = emit(k, s, sig, a, e, key, key_len, has_key);
+        if (rc < 0)
+            return rc;
+        a = e;
     }
-    if (first < b)
-        return emit(k, s, sig, body, first, b, key, key_len, has_key);
+    return 0;
+}
+
+/* The collector's resource hash of every resource entry of the split, into
+ * k->res_keys. Returns 0, -ENOMEM, -EINVAL. */
+static int hash_resources(struct kafka_exp *k)
+{
+    size_t n = otlp_split_n_resources(k->split);
+    if (n > k->res_keys_cap) {
+        size_t cap = BASE_MAX(n, 2 * k->res_keys_cap);
+        uint8_t(*keys)[16] = realloc(k->res_keys, cap * sizeof(*keys));
+        if (keys == NULL)
+            return -ENOMEM;
+        k->res_keys = keys;
+        k->res_keys_cap = cap;
+    }
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *pb;
+        size_t len;
+        otlp_split_resource(k->split, r, &pb, &len);
+        int rc = resource_hash(pb, len, k->res_keys[r]);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -963,37 +457,38 @@ static int build_messages(struct kafka_exp *k, struct kafka_slot *s, struct batc
         m->items = b->items;
         return 0;
     }
-    int mode = !part ? 0 : sig == OTLP_TRACES ? 1 : 2;
-    int rc = parse_batch(k, sig, body, len, mode == 2);
+    enum otlp_split_by by = !part                ? OTLP_SPLIT_ALL
+                            : sig == OTLP_TRACES ? OTLP_SPLIT_TRACE_ID
+                                                 : OTLP_SPLIT_RESOURCE_KEY;
+    int rc = otlp_split_parse(k->split, sig, body, len);
     if (rc < 0)
         return rc;
-    struct kafka_vec bounds = {.size = sizeof(uint32_t)};
-    if ((rc = group_units(k, mode, &bounds)) < 0)
-        goto out;
-    const uint32_t *bd = bounds.data;
-    for (size_t g = 0; g + 1 < bounds.n; g++) {
+    if (by == OTLP_SPLIT_RESOURCE_KEY && (rc = hash_resources(k)) < 0)
+        return rc;
+    if ((rc = otlp_split_group(k->split, by, (const uint8_t(*)[16])k->res_keys)) < 0)
+        return rc;
+    for (uint32_t g = 0; g < otlp_split_n_groups(k->split); g++) {
         uint8_t key[KAFKA_KEY_MAX];
-        size_t key_len = 0;
-        if (mode == 1) {
+        size_t key_len = 0, first, end;
+        const uint8_t *id;
+        otlp_split_group_at(k->split, g, &first, &end, &id);
+        if (by == OTLP_SPLIT_TRACE_ID) {
             /* traceutil.TraceIDToHexOrEmptyString: "" for the all-zero id */
             static const uint8_t zero[16];
-            const uint8_t *id = VEC_AT(&k->groups, struct kafka_group, g)->id;
             if (memcmp(id, zero, 16) != 0) {
                 hex16(id, key);
                 key_len = 32;
             }
-        } else if (mode == 2) {
-            memcpy(key, VEC_AT(&k->groups, struct kafka_group, g)->id, 16);
+        } else if (by == OTLP_SPLIT_RESOURCE_KEY) {
+            memcpy(key, id, 16);
             key_len = 16;
         }
-        if ((rc = pack_group(k, s, sig, body, bd[g], bd[g + 1], key, key_len, mode != 0)) < 0)
-            goto out;
+        if ((rc = pack_group(k, s, sig, first, end, key, key_len, part)) < 0)
+            return rc;
     }
     for (unsigned i = 0; i < s->n_msgs; i++)
         s->msgs[i].payload = s->out.data + s->msgs[i].off;
-out:
-    free(bounds.data);
-    return rc;
+    return 0;
 }
 
 /* ---- producing ---- */
@@ -1514,11 +1009,8 @@ static void kafka_destroy(void *state)
     }
     free(k->slots);
     free(k->finished);
-    struct kafka_vec *vecs[] = {&k->units,   &k->res,    &k->scopes, &k->rs_segs,
-                                &k->ss_segs, &k->groups, &k->order};
-    for (size_t i = 0; i < ARRAY_SIZE(vecs); i++)
-        free(vecs[i]->data);
-    free(k->table);
+    otlp_split_destroy(k->split);
+    free(k->res_keys);
     buf_free(&k->pb);
     for (unsigned s = 0; s < OTLP_SIGNAL_COUNT; s++)
         free(k->topic_names[s]);
@@ -1651,12 +1143,6 @@ int export_kafka_create(const struct svc_config *cfg, struct exporter *out)
     if (k == NULL)
         return -ENOMEM;
     k->efd = -1;
-    k->units.size = sizeof(struct kafka_unit);
-    k->res.size = sizeof(struct kafka_res);
-    k->scopes.size = sizeof(struct kafka_scope);
-    k->rs_segs.size = k->ss_segs.size = sizeof(struct kafka_seg);
-    k->groups.size = sizeof(struct kafka_group);
-    k->order.size = sizeof(uint32_t);
     k->encoding = kc->encoding;
     k->partition[OTLP_TRACES] = kc->partition_traces_by_id;
     k->partition[OTLP_METRICS] = kc->partition_metrics_by_resource_attributes;
@@ -1673,7 +1159,8 @@ int export_kafka_create(const struct svc_config *cfg, struct exporter *out)
     k->n_slots = BASE_MAX(cfg->batch.max_concurrent_exports, 1u);
     k->slots = calloc(k->n_slots, sizeof(*k->slots));
     k->finished = calloc(k->n_slots, sizeof(*k->finished));
-    if (k->slots == NULL || k->finished == NULL || buf_init(&k->pb, 0, 0) < 0)
+    if (k->slots == NULL || k->finished == NULL || buf_init(&k->pb, 0, 0) < 0 ||
+        otlp_split_create(&k->split) < 0)
         goto fail;
     for (unsigned i = 0; i < k->n_slots; i++) {
         if (buf_init(&k->slots[i].out, 0, 0) < 0)

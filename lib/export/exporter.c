@@ -23,6 +23,7 @@ static int (*const exporter_ctors[])(const struct svc_config *, struct exporter 
 #ifdef HAVE_KAFKA
     [EXPORTER_KAFKA] = export_kafka_create,
 #endif
+    [EXPORTER_LOADBALANCING] = export_lb_create,
 };
 
 int exporter_create(const struct svc_config *cfg, struct exporter *out)

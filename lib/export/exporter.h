@@ -24,7 +24,14 @@ struct export_result {
     enum export_status status;
     uint32_t retry_after_ms; /* server asked to wait this long (Retry-After); 0: no hint */
     int http_status;         /* 0 when no HTTP response was received */
-    uint64_t rejected_items; /* OK only: partial_success.rejected_<items> */
+    uint64_t rejected_items; /* partial_success.rejected_<items>, or items an exporter
+                              * that splits batches had refused for good (also with
+                              * RETRYABLE: see delivered_items) */
+    uint64_t delivered_items; /* RETRYABLE/PERMANENT of an exporter that splits batches
+                               * (load balancing): items already accepted. It rewrote
+                               * b->body to the undelivered rest (b->items unchanged);
+                               * the runner takes delivered_items + rejected_items off
+                               * b->items. 0 for all others */
     char reason[48];         /* short machine-readable reason: "http_400", "timeout",
                               * "connect_failed", "resolve_failed", "tls_error",
                               * "connection_error", "transport_error", "io_error",
@@ -180,6 +187,30 @@ int export_nats_create(const struct svc_config *cfg, struct exporter *out);
  * -ENOMEM; -errno of eventfd().
  */
 int export_kafka_create(const struct svc_config *cfg, struct exporter *out);
+
+/*
+ * Load-balancing exporter (exporter.protocol: loadbalancing; routing in
+ * export_lb.h, docs/scaling.md): a consistent-hash ring over the endpoints
+ * of exporter.loadbalancing (a static list, or the IPv4 addresses of a DNS
+ * name re-resolved every resolve_interval_ms) sends each span to the
+ * endpoint of its trace id (or of its resource's service.name), metrics and
+ * logs by service.name. A batch is split into one part per endpoint, each
+ * regrouped under its Resource and Scope and exported by that endpoint's
+ * own otlp_http or grpc exporter (the exporter section's settings with
+ * exporter.endpoint = the endpoint) on its own thread. An endpoint that
+ * fails retryably is down for a backoff (exporter.retry), during which its
+ * parts fail at once but for one probe, so the others keep flowing. A batch
+ * whose parts all succeeded is OK (parts refused for good: rejected_items);
+ * with parts to retry it is RETRYABLE with b->body rewritten to those parts
+ * and delivered_items/rejected_items set; only refused parts: PERMANENT.
+ * register_metrics adds otlp_lb_endpoints, otlp_lb_endpoint_healthy{endpoint},
+ * otlp_lb_exports_total{endpoint,result}, otlp_lb_items_total{endpoint} and
+ * otlp_lb_resolves_total{result}. The strings of `cfg` are borrowed for the
+ * exporter's lifetime (endpoints made later copy the config).
+ * Returns 0 and *out; -EINVAL (no endpoints or hostname, or what a child
+ * constructor refuses); -ENOMEM; -errno of eventfd() or pthread_create().
+ */
+int export_lb_create(const struct svc_config *cfg, struct exporter *out);
 
 /* The "discard" exporter: every batch is reported exported at once and its
  * bytes are discarded. For benchmarks of the ingest path. Returns 0,

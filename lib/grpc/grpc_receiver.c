@@ -14,6 +14,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "compress/compress.h"
+#include "memlimit/memlimit.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "otlp/otlp.h"
@@ -81,6 +82,9 @@ enum stream_state {
 /* One request/response exchange. Pooled per worker (no allocation per
  * request after warm-up); lives from the request HEADERS until nghttp2
  * closes the stream. */
+/* The decompression buffer is freed above this size under memory pressure. */
+#define GRPC_TRIM_SCRATCH_CAP (1024 * 1024)
+
 struct grpc_stream {
     struct grpc_conn *c;
     struct grpc_stream *next, *prev; /* conn->active list, or free list (next) */
@@ -107,6 +111,7 @@ struct grpc_stream {
     uint64_t start_ns;
     uint64_t deadline_ns; /* from grpc-timeout, 0 none */
     struct buf msg;       /* message payload, limit grpc_max_recv_msg_bytes */
+    uint64_t mem_held;    /* msg bytes reserved with the memory limiter */
     uint16_t resp_len, resp_off;
     uint8_t resp[GRPC_FRAME_HDR + GRPC_RESP_MAX];
 };
@@ -125,7 +130,10 @@ struct grpc_receiver {
     uint32_t conn_window;
     uint64_t conn_budget; /* message bytes a connection may buffer */
     uint64_t request_timeout_ns;
-    struct tls_tokens *tokens;     /* NULL: no bearer token required */
+    _Atomic(struct tls_tokens *) tokens; /* NULL: no bearer token required */
+    struct tls_tokens *retired[GRPC_TOKENS_RETIRED]; /* replaced by reloads, freed later */
+    unsigned n_retired;
+    struct memlimit *ml;           /* NULL: no memory limiter */
     char *details[GRPC_ERR_COUNT]; /* grpc-status-details-bin values, NULL none */
     _Atomic bool draining;
     /* metric ids; series are indexed as noted */
@@ -143,6 +151,7 @@ struct grpc_worker {
     struct buf resp;                  /* response message */
     struct grpc_stream *free_streams; /* idle stream states, reused */
     unsigned n_free;
+    uint64_t inflated_held; /* inflated capacity reserved with the memory limiter */
 };
 
 const char *grpc_signal_path(int sig)
@@ -309,11 +318,13 @@ int grpc_receiver_create(const struct svc_config *cfg, struct pipeline *p, struc
     int rc = otlp_attrs_init(&gr->attrs, keys, vals, kv->n);
     if (rc < 0)
         goto fail;
-    if ((rc = tls_tokens_load(&cfg->receiver.auth, &gr->tokens)) < 0)
+    struct tls_tokens *tokens = NULL;
+    if ((rc = tls_tokens_load(&cfg->receiver.auth, &tokens)) < 0)
         goto fail;
-    if (gr->tokens != NULL)
+    atomic_store(&gr->tokens, tokens);
+    if (tokens != NULL)
         log_info("bearer-token authentication on", "receiver=grpc tokens=%u",
-                 tls_tokens_count(gr->tokens));
+                 tls_tokens_count(tokens));
     rc = -ENOMEM;
     if (nghttp2_session_callbacks_new(&gr->cbs) != 0 || nghttp2_option_new(&gr->opt) != 0)
         goto fail;
@@ -357,8 +368,39 @@ void grpc_receiver_destroy(struct grpc_receiver *gr)
     nghttp2_session_callbacks_del(gr->cbs);
     nghttp2_option_del(gr->opt);
     otlp_attrs_free(&gr->attrs);
-    tls_tokens_destroy(gr->tokens);
+    tls_tokens_destroy(atomic_load(&gr->tokens));
+    for (unsigned i = 0; i < gr->n_retired && i < GRPC_TOKENS_RETIRED; i++)
+        tls_tokens_destroy(gr->retired[i]);
     free(gr);
+}
+
+void grpc_receiver_set_memlimit(struct grpc_receiver *gr, struct memlimit *ml)
+{
+    gr->ml = ml;
+}
+
+int grpc_receiver_reload_auth(struct grpc_receiver *gr, const struct receiver_auth_config *auth,
+                              unsigned *count)
+{
+    struct tls_tokens *t = NULL;
+    int rc = tls_tokens_load(auth, &t);
+    if (rc < 0)
+        return rc;
+    if (count != NULL)
+        *count = t != NULL ? tls_tokens_count(t) : 0;
+    struct tls_tokens *old = atomic_exchange(&gr->tokens, t);
+    unsigned slot = gr->n_retired % GRPC_TOKENS_RETIRED;
+    if (gr->n_retired >= GRPC_TOKENS_RETIRED)
+        tls_tokens_destroy(gr->retired[slot]); /* replaced 16 reloads ago: long unused */
+    gr->retired[slot] = old;
+    gr->n_retired++;
+    return 0;
+}
+
+/* The current bearer tokens; NULL: none required. */
+static const struct tls_tokens *tokens_now(const struct grpc_receiver *gr)
+{
+    return atomic_load_explicit(&((struct grpc_receiver *)gr)->tokens, memory_order_acquire);
 }
 
 void grpc_receiver_set_draining(struct grpc_receiver *gr, bool draining)
@@ -402,8 +444,10 @@ void grpc_worker_destroy(struct grpc_worker *gw)
     buf_free(&gw->inflated);
     buf_free(&gw->resp);
     /* Every connection is finished, so every stream state is idle. */
+    memlimit_release(gw->gr->ml, gw->w, gw->inflated_held);
     for (struct grpc_stream *s = gw->free_streams, *n; s != NULL; s = n) {
         n = s->next;
+        memlimit_release(gw->gr->ml, gw->w, s->mem_held);
         buf_free(&s->msg);
         free(s);
     }
@@ -453,11 +497,14 @@ static void stream_drop_msg(struct grpc_stream *s)
 {
     s->c->buffered_bytes -= s->msg.len;
     s->msg.len = 0;
-    if (s->msg.cap > GRPC_KEEP_MSG_CAP) {
+    struct memlimit *ml = s->c->gw->gr->ml;
+    if (s->msg.cap > GRPC_KEEP_MSG_CAP ||
+        (s->msg.cap > 0 && memlimit_state(ml) != MEMLIMIT_OK)) {
         size_t lim = s->msg.limit;
         buf_free(&s->msg);
         buf_init(&s->msg, 0, lim);
     }
+    memlimit_account(ml, s->c->gw->w, &s->mem_held, s->msg.cap);
 }
 
 /* The request is no longer arriving (answered, reset or expired). */
@@ -484,6 +531,7 @@ static void stream_put(struct grpc_conn *c, struct grpc_stream *s)
     c->n_active--;
     struct grpc_worker *gw = c->gw;
     if (gw->n_free >= GRPC_POOL_MAX_FREE) {
+        memlimit_release(gw->gr->ml, gw->w, s->mem_held);
         buf_free(&s->msg);
         free(s);
         return;
@@ -633,8 +681,24 @@ static void handle_message(struct grpc_conn *c, struct grpc_stream *s)
 
     /* 1. decompress (per message: the flag, not grpc-encoding, decides) */
     if (s->compressed) {
+        /* The scratch buffer grows only as far as the memory allowance. */
+        size_t cfg_lim = (size_t)gr->inflate_limit;
+        uint64_t room = memlimit_headroom(gr->ml, gw->w);
+        size_t lim = room < cfg_lim - BASE_MIN(cfg_lim, gw->inflated.cap)
+                         ? gw->inflated.cap + (size_t)room
+                         : cfg_lim;
+        gw->inflated.limit = lim;
         int rc = compress_inflate(gw->cz, (enum compress_codec)s->codec, body, body_len,
-                                  &gw->inflated, (size_t)gr->inflate_limit);
+                                  &gw->inflated, lim);
+        gw->inflated.limit = cfg_lim;
+        if (gw->inflated.cap > gw->inflated_held)
+            memlimit_charge(gr->ml, gw->w, gw->inflated.cap - gw->inflated_held);
+        gw->inflated_held = gw->inflated.cap;
+        if (rc == -EMSGSIZE && lim < cfg_lim) {
+            memlimit_count_refused(gr->ml, gw->w, MEMLIMIT_PROTO_GRPC, sig);
+            respond_error(c, s, GRPC_ERR_MEMORY_LIMIT, NULL);
+            return;
+        }
         if (rc == -EMSGSIZE) {
             respond_error(c, s, GRPC_ERR_BOMB, NULL);
             return;
@@ -693,6 +757,16 @@ static void request_complete(struct grpc_conn *c, struct grpc_stream *s)
         return;
     }
     handle_message(c, s);
+    struct grpc_worker *gw = c->gw;
+    if (memlimit_state(gw->gr->ml) != MEMLIMIT_OK && gw->inflated.cap > GRPC_TRIM_SCRATCH_CAP) {
+        /* Under memory pressure: give the large scratch buffer back. */
+        size_t lim = gw->inflated.limit;
+        buf_free(&gw->inflated);
+        buf_init(&gw->inflated, 64 * 1024, lim);
+        memlimit_release(gw->gr->ml, gw->w, gw->inflated_held - BASE_MIN(gw->inflated_held,
+                                                                          gw->inflated.cap));
+        gw->inflated_held = BASE_MIN(gw->inflated_held, gw->inflated.cap);
+    }
 }
 
 /* The request headers are complete: route and check them before the body
@@ -702,7 +776,7 @@ static void head_complete(struct grpc_conn *c, struct grpc_stream *s)
     struct grpc_receiver *gr = c->gw->gr;
     /* Authentication first: an unauthenticated client learns nothing else
      * (but a header list cut off at the limit may have lost the token). */
-    if (gr->tokens != NULL && !s->auth_ok && s->head_err != GRPC_ERR_HEADERS_TOO_LARGE)
+    if (tokens_now(gr) != NULL && !s->auth_ok && s->head_err != GRPC_ERR_HEADERS_TOO_LARGE)
         s->head_err = GRPC_ERR_UNAUTHENTICATED;
     if (s->head_err < 0) {
         if (!s->post)
@@ -713,6 +787,10 @@ static void head_complete(struct grpc_conn *c, struct grpc_stream *s)
             s->head_err = GRPC_ERR_UNKNOWN_METHOD;
         else if (draining(gr))
             s->head_err = GRPC_ERR_SHUTDOWN;
+        else if (memlimit_state(gr->ml) != MEMLIMIT_OK) {
+            s->head_err = GRPC_ERR_MEMORY_LIMIT;
+            memlimit_count_refused(gr->ml, c->gw->w, MEMLIMIT_PROTO_GRPC, s->method);
+        }
         else if (s->deadline_ns != 0 && s->deadline_ns <= s->start_ns)
             s->head_err = GRPC_ERR_DEADLINE;
     }
@@ -803,7 +881,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         s->content_type_ok = grpc_content_type(value, valuelen);
     } else if (value_is(name, namelen, "authorization")) {
         struct grpc_receiver *gr = c->gw->gr;
-        if (gr->tokens != NULL && tls_tokens_check(gr->tokens, (const char *)value, valuelen))
+        const struct tls_tokens *tokens = tokens_now(gr);
+        if (tokens != NULL && tls_tokens_check(tokens, (const char *)value, valuelen))
             s->auth_ok = true;
     } else if (value_is(name, namelen, "grpc-encoding")) {
         char v[32];
@@ -863,6 +942,24 @@ static void stream_data(struct grpc_conn *c, struct grpc_stream *s, const uint8_
                 snprintf(d, sizeof(d), "%u vs. %u bytes", mlen, gr->msg_limit);
                 respond_error(c, s, GRPC_ERR_TOO_LARGE, d);
                 return;
+            }
+            /* Reserve the whole message against the memory limit and
+             * allocate it in one piece before any of it is buffered. */
+            struct memlimit *ml = gr->ml;
+            if (ml != NULL && mlen > s->msg.cap) {
+                if (memlimit_account(ml, c->gw->w, &s->mem_held, mlen) < 0) {
+                    memlimit_count_refused(ml, c->gw->w, MEMLIMIT_PROTO_GRPC, s->method);
+                    respond_error(c, s, GRPC_ERR_MEMORY_LIMIT, NULL);
+                    return;
+                }
+                size_t lim = s->msg.limit;
+                buf_free(&s->msg);
+                if (buf_init(&s->msg, mlen, lim) < 0) {
+                    buf_init(&s->msg, 0, lim);
+                    memlimit_account(ml, c->gw->w, &s->mem_held, 0);
+                    respond_error(c, s, GRPC_ERR_NO_MEMORY, NULL);
+                    return;
+                }
             }
             s->compressed = (flag & GRPC_FLAG_COMPRESSED) != 0;
             s->msg_len = mlen;

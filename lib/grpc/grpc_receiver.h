@@ -16,6 +16,7 @@
 
 struct pipeline;
 struct obs_registry;
+struct memlimit;
 struct grpc_receiver;
 struct grpc_worker;
 struct grpc_stream;
@@ -54,6 +55,7 @@ struct nghttp2_session;
     X(PROTOBUF, 3, 200, 0, invalid_protobuf, "invalid OTLP protobuf")                              \
     X(QUEUE_FULL, 8, 200, 1, queue_full, "export queue is full, retry later")                      \
     X(POOL, 14, 200, 1, pool_exhausted, "no batch buffer free, retry later")                       \
+    X(MEMORY_LIMIT, 14, 200, 1, memory_limit, "memory limit reached, retry later")                 \
     X(BATCH_TOO_LARGE, 8, 200, 0, batch_too_large, "request does not fit into a batch")            \
     X(DEADLINE, 4, 200, 0, deadline_exceeded, "deadline exceeded before the request was handled")  \
     X(TIMEOUT, 4, 200, 0, request_timeout, "request not completed in time")                        \
@@ -122,6 +124,22 @@ void grpc_receiver_destroy(struct grpc_receiver *gr);
 int grpc_worker_create(struct grpc_receiver *gr, unsigned w, struct grpc_worker **out);
 /* NULL is a no-op. Every connection of the worker must be finished first. */
 void grpc_worker_destroy(struct grpc_worker *gw);
+
+/*
+ * Answer new requests UNAVAILABLE (14, with RetryInfo) while the memory
+ * limiter `ml` (borrowed; NULL: none) is above its soft limit, and reserve
+ * each message buffer (its announced length) and the decompression buffer
+ * against the hard limit before it is allocated. Call before the workers
+ * start.
+ */
+void grpc_receiver_set_memlimit(struct grpc_receiver *gr, struct memlimit *ml);
+
+/* As receiver_reload_auth() (SIGHUP): re-read the bearer tokens, switch
+ * atomically, free the replaced set GRPC_TOKENS_RETIRED reloads later.
+ * Returns 0 or tls_tokens_load()'s error (old tokens kept). */
+#define GRPC_TOKENS_RETIRED 16
+int grpc_receiver_reload_auth(struct grpc_receiver *gr, const struct receiver_auth_config *auth,
+                              unsigned *count);
 
 /* Answer new requests UNAVAILABLE and send GOAWAY on each connection's
  * next grpc_conn_input()/_output() (graceful stop). Any thread. */

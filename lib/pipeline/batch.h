@@ -22,6 +22,10 @@ struct batch {
     uint64_t first_attempt_ms;
     uint64_t next_attempt_ms;
     struct batch *next;         /* free list / retry list link */
+    /* durability: spool: the worker's write-ahead log segments
+     * [wal_lo, wal_lo + wal_n) hold this batch's requests; one reference on
+     * each, dropped by pipeline_release() */
+    uint32_t wal_lo, wal_n;
 };
 
 #endif

@@ -4,10 +4,13 @@
  * single-producer/single-consumer ring per worker towards the exporter.
  * Workers never block and never lock; when the item budget
  * (batch.max_queue_size) or the pool is exhausted they get -ENOBUFS and
- * answer 429/503 to the client. */
+ * answer 429/503 to the client. With spool.durability: spool each worker
+ * also appends every request to its own write-ahead log (lib/spool/wal.h)
+ * before pipeline_ingest() returns. */
 #ifndef OTLP_PIPELINE_H
 #define OTLP_PIPELINE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,7 +28,11 @@ struct pipeline;
 /*
  * Allocate the batch pool and rings for `n_workers` workers, sized from
  * cfg->batch (and cfg->receiver.max_decompressed_bytes, the largest request
- * a batch must be able to hold). Returns 0, -EINVAL, -ENOMEM.
+ * a batch must be able to hold). With spool.durability: spool, also open
+ * the write-ahead log of each worker in <spool dir>/wal-<worker>, and every
+ * other wal-<n> a previous run with more workers left (recovery only).
+ * Returns 0, -EINVAL, -ENOMEM, what wal_open() returns (-EBUSY: another
+ * process uses the directory, -EACCES...).
  */
 int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pipeline **out);
 /* Free everything; NULL is a no-op. Batches still queued are discarded. */
@@ -64,10 +71,13 @@ struct otlp_attrs;
  * The whole worker-side hand-off of one validated request, shared by every
  * receiver (OTLP/HTTP, OTLP/gRPC): admit its items against the queue
  * budget, find a batch with room, copy the accepted top-level entries in
- * (splicing `attrs` into each Resource), commit. Nothing is changed on
- * failure. Returns 0 (also when no entry was accepted: nothing to batch);
- * -ENOBUFS the queue budget is used up (-> 429); -EAGAIN no free batch
- * (-> 503); -EMSGSIZE the request does not fit even an empty batch (-> 413).
+ * (splicing `attrs` into each Resource), with spool.durability: spool append
+ * the copied entries to the worker's write-ahead log, commit. Nothing is
+ * changed on failure. Returns 0 (also when no entry was accepted: nothing
+ * to batch); -ENOBUFS the queue budget is used up (-> 429); -EAGAIN no free
+ * batch (-> 503); -EMSGSIZE the request does not fit even an empty batch
+ * (-> 413); -ENOSPC the write-ahead log is full (wal_max_bytes or disk
+ * full), -EIO or another negative errno the append failed (-> 503).
  */
 int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
                     size_t len, const struct otlp_scan_result *res, const struct otlp_attrs *attrs);
@@ -91,15 +101,53 @@ int pipeline_tick(struct pipeline *p, unsigned w, uint64_t now_ms, bool all);
  * The caller owns it until pipeline_release(). */
 struct batch *pipeline_dequeue(struct pipeline *p);
 
-/* Give an exported (or dropped) batch back to the pool; its items leave
- * the queue budget. */
+/* Give an exported (or dropped, or spooled) batch back to the pool; its
+ * items leave the queue budget and its write-ahead log references are
+ * dropped (its segments may be deleted). */
 void pipeline_release(struct pipeline *p, struct batch *b);
+
+/* `n` items of `b` (at most b->items) left it early: an exporter that splits
+ * batches delivered or refused them and rewrote the body to the rest. They
+ * leave the queue budget now; b->items drops by n. */
+void pipeline_release_items(struct pipeline *p, struct batch *b, uint64_t n);
+
+/* The batch was neither delivered nor spooled and the process is stopping:
+ * keep its write-ahead log segments for the next start (its references are
+ * never dropped). Call before pipeline_release(). */
+void pipeline_keep_in_wal(struct pipeline *p, struct batch *b);
+
+/* --- write-ahead log (spool.durability: spool) --- */
+
+struct spool;
+struct wal_stats;
+
+/* Is the write-ahead log on? */
+bool pipeline_durable(const struct pipeline *p);
+
+/*
+ * Start-up, before the workers run: move what previous runs left in the
+ * write-ahead logs into `dst` (wal_recover() of every log). *moved gets the
+ * number of records. Returns 0 or the first error (the rest stays on disk).
+ */
+int pipeline_wal_recover(struct pipeline *p, struct spool *dst, uint64_t *moved);
+
+/* The logs' figures summed (any thread). */
+void pipeline_wal_stats(const struct pipeline *p, struct wal_stats *st);
 
 /* Called (from a worker thread) whenever a batch is enqueued; lets the
  * exporter sleep in its own poll loop. Set before workers start. */
 void pipeline_set_wakeup(struct pipeline *p, void (*fn)(void *arg), void *arg);
 
 /* --- observation (any thread, tolerant reads) --- */
+/* Released batches larger than this give their storage back under memory
+ * pressure (pipeline_set_pressure). */
+#define PIPELINE_TRIM_BATCH_BYTES (256 * 1024)
+/* While *pressure (the memory limiter's state, lib/memlimit) is non-zero,
+ * pipeline_release() frees batch storage above PIPELINE_TRIM_BATCH_BYTES
+ * instead of keeping it for reuse. Borrowed; NULL: never. Set before the
+ * workers start. */
+void pipeline_set_pressure(struct pipeline *p, const _Atomic int *pressure);
+
 uint64_t pipeline_queued_items(const struct pipeline *p);   /* items admitted, not yet released */
 uint64_t pipeline_capacity_items(const struct pipeline *p); /* batch.max_queue_size */
 uint64_t pipeline_queued_batches(const struct pipeline *p); /* in rings, not yet dequeued */

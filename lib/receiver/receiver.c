@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "compress/compress.h"
+#include "memlimit/memlimit.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "otlp/otlp.h"
@@ -52,7 +53,10 @@ struct receiver {
     struct otlp_attrs attrs;
     struct otlp_limits limits;
     struct http_limits http_limits;
-    struct tls_tokens *tokens; /* NULL: no bearer token required */
+    _Atomic(struct tls_tokens *) tokens; /* NULL: no bearer token required */
+    struct tls_tokens *retired[RECEIVER_TOKENS_RETIRED]; /* replaced by reloads, freed later */
+    unsigned n_retired;
+    struct memlimit *ml; /* NULL: no memory limiter */
     _Atomic bool draining;
     /* metric ids; series are indexed as noted */
     uint32_t m_received, m_accepted, m_refused, m_rejected; /* + signal */
@@ -70,6 +74,7 @@ struct receiver_worker {
     struct buf inflated;        /* decompressed body */
     struct buf converted;       /* JSON converted to protobuf */
     struct buf resp;            /* response body */
+    uint64_t scratch_held;      /* inflated + converted capacity reserved with the limiter */
     char errmsg[256];
 };
 
@@ -195,11 +200,13 @@ int receiver_create(const struct svc_config *cfg, struct pipeline *p, struct obs
     int rc = otlp_attrs_init(&r->attrs, keys, vals, kv->n);
     if (rc < 0)
         goto fail;
-    if ((rc = tls_tokens_load(&cfg->receiver.auth, &r->tokens)) < 0)
+    struct tls_tokens *tokens = NULL;
+    if ((rc = tls_tokens_load(&cfg->receiver.auth, &tokens)) < 0)
         goto fail;
-    if (r->tokens != NULL)
+    atomic_store(&r->tokens, tokens);
+    if (tokens != NULL)
         log_info("bearer-token authentication on", "receiver=http tokens=%u",
-                 tls_tokens_count(r->tokens));
+                 tls_tokens_count(tokens));
     if ((rc = register_metrics(r, n_workers)) < 0)
         goto fail;
     *out = r;
@@ -214,8 +221,38 @@ void receiver_destroy(struct receiver *r)
     if (r == NULL)
         return;
     otlp_attrs_free(&r->attrs);
-    tls_tokens_destroy(r->tokens);
+    tls_tokens_destroy(atomic_load(&r->tokens));
+    for (unsigned i = 0; i < r->n_retired && i < RECEIVER_TOKENS_RETIRED; i++)
+        tls_tokens_destroy(r->retired[i]);
     free(r);
+}
+
+void receiver_set_memlimit(struct receiver *r, struct memlimit *ml)
+{
+    r->ml = ml;
+}
+
+struct memlimit *receiver_memlimit(const struct receiver *r)
+{
+    return r != NULL ? r->ml : NULL;
+}
+
+int receiver_reload_auth(struct receiver *r, const struct receiver_auth_config *auth,
+                         unsigned *count)
+{
+    struct tls_tokens *t = NULL;
+    int rc = tls_tokens_load(auth, &t);
+    if (rc < 0)
+        return rc;
+    if (count != NULL)
+        *count = t != NULL ? tls_tokens_count(t) : 0;
+    struct tls_tokens *old = atomic_exchange(&r->tokens, t);
+    unsigned slot = r->n_retired % RECEIVER_TOKENS_RETIRED;
+    if (r->n_retired >= RECEIVER_TOKENS_RETIRED)
+        tls_tokens_destroy(r->retired[slot]); /* replaced 16 reloads ago: long unused */
+    r->retired[slot] = old;
+    r->n_retired++;
+    return 0;
 }
 
 void receiver_set_draining(struct receiver *r, bool draining)
@@ -250,6 +287,7 @@ void receiver_worker_destroy(struct receiver_worker *rw)
 {
     if (rw == NULL)
         return;
+    memlimit_release(rw->r->ml, rw->w, rw->scratch_held);
     compress_ctx_destroy(rw->cz);
     buf_free(&rw->inflated);
     buf_free(&rw->converted);
@@ -264,6 +302,8 @@ int receiver_conn_init(struct receiver_conn *c, struct receiver_worker *rw)
 {
     c->rw = rw;
     c->req_start_ns = 0;
+    c->mem_held = 0;
+    c->discard = false;
     c->closing = false;
     int rc = buf_init(&c->body, 0, (size_t)rw->r->cfg->receiver.max_body_bytes);
     if (rc < 0)
@@ -274,6 +314,9 @@ int receiver_conn_init(struct receiver_conn *c, struct receiver_worker *rw)
 
 void receiver_conn_fini(struct receiver_conn *c)
 {
+    if (c->rw != NULL)
+        memlimit_release(c->rw->r->ml, c->rw->w, c->mem_held);
+    c->mem_held = 0;
     buf_free(&c->body);
 }
 
@@ -451,8 +494,10 @@ static bool is_proto(const struct http_req *req)
 static int check_head(const struct receiver *r, const struct http_req *req, unsigned path)
 {
     /* Authentication first: an unauthenticated client learns nothing else. */
-    if (r->tokens != NULL &&
-        !tls_tokens_check(r->tokens, req->authorization, strlen(req->authorization)))
+    const struct tls_tokens *tokens =
+        atomic_load_explicit(&((struct receiver *)r)->tokens, memory_order_acquire);
+    if (tokens != NULL &&
+        !tls_tokens_check(tokens, req->authorization, strlen(req->authorization)))
         return RECEIVER_ERR_UNAUTHORIZED;
     if (path == PATH_OTHER)
         return RECEIVER_ERR_NOT_FOUND;
@@ -466,6 +511,83 @@ static int check_head(const struct receiver *r, const struct http_req *req, unsi
     if (atomic_load_explicit(&((struct receiver *)r)->draining, memory_order_relaxed))
         return RECEIVER_ERR_SHUTDOWN;
     return -1;
+}
+
+/* ---- memory limiter ---- */
+
+/* Scratch buffers larger than this are freed while the limiter refuses. */
+#define RECEIVER_TRIM_SCRATCH_CAP (1024 * 1024)
+
+/*
+ * Memory admission of a request whose head is complete: refuse it above the
+ * soft limit; else reserve its body (Content-Length, or max_body_bytes when
+ * chunked) against the hard limit and allocate it in one piece, so the body
+ * cannot grow past what was reserved. Returns 0, or -ENOMEM (refused,
+ * counted: answer 503 memory_limit).
+ */
+static int admit_body(struct receiver_conn *c, const struct http_req *req, unsigned path)
+{
+    struct receiver_worker *rw = c->rw;
+    struct memlimit *ml = rw->r->ml;
+    if (ml == NULL)
+        return 0;
+    uint64_t need = c->body.limit;
+    if (!req->chunked && req->content_length >= 0 && (uint64_t)req->content_length < need)
+        need = (uint64_t)req->content_length;
+    if (need < c->body.cap)
+        need = c->body.cap;
+    if (memlimit_state(ml) != MEMLIMIT_OK ||
+        memlimit_account(ml, rw->w, &c->mem_held, need) < 0) {
+        memlimit_count_refused(ml, rw->w, MEMLIMIT_PROTO_HTTP, path);
+        return -ENOMEM;
+    }
+    if (!req->chunked && c->body.len == 0 && c->body.cap < need) {
+        size_t lim = c->body.limit;
+        buf_free(&c->body);
+        if (buf_init(&c->body, (size_t)need, lim) < 0) {
+            buf_init(&c->body, 0, lim);
+            memlimit_account(ml, rw->w, &c->mem_held, 0);
+            memlimit_count_refused(ml, rw->w, MEMLIMIT_PROTO_HTTP, path);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Let scratch buffer `b` (limit `cfg_limit`) grow only as far as the
+ * worker's memory allowance; returns the limit to pass along. */
+static size_t scratch_begin(struct receiver_worker *rw, struct buf *b, size_t cfg_limit)
+{
+    uint64_t room = memlimit_headroom(rw->r->ml, rw->w);
+    uint64_t lim = b->cap + room < b->cap ? UINT64_MAX : b->cap + room;
+    b->limit = lim < cfg_limit ? (size_t)lim : cfg_limit;
+    return b->limit;
+}
+
+/* Restore the limit and account what the scratch buffers hold now. */
+static void scratch_end(struct receiver_worker *rw, struct buf *b, size_t cfg_limit)
+{
+    b->limit = cfg_limit;
+    uint64_t now = rw->inflated.cap + rw->converted.cap;
+    if (now > rw->scratch_held)
+        memlimit_charge(rw->r->ml, rw->w, now - rw->scratch_held);
+    else
+        memlimit_release(rw->r->ml, rw->w, rw->scratch_held - now);
+    rw->scratch_held = now;
+}
+
+/* Above the soft limit: give large scratch buffers back. */
+static void scratch_trim(struct receiver_worker *rw)
+{
+    size_t lim = (size_t)rw->r->cfg->receiver.max_decompressed_bytes;
+    struct buf *bufs[] = {&rw->inflated, &rw->converted};
+    for (unsigned i = 0; i < ARRAY_SIZE(bufs); i++) {
+        if (bufs[i]->cap > RECEIVER_TRIM_SCRATCH_CAP) {
+            buf_free(bufs[i]);
+            buf_init(bufs[i], 64 * 1024, lim);
+        }
+    }
+    scratch_end(rw, &rw->inflated, lim);
 }
 
 /* A complete request: validate, admit, batch, answer. */
@@ -489,8 +611,15 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
     enum compress_codec codec;
     compress_codec_parse(req->content_encoding, &codec);
     if (codec != COMPRESS_NONE) {
-        int rc = compress_inflate(rw->cz, codec, body, body_len, &rw->inflated,
-                                  (size_t)r->cfg->receiver.max_decompressed_bytes);
+        size_t cfg_lim = (size_t)r->cfg->receiver.max_decompressed_bytes;
+        size_t lim = scratch_begin(rw, &rw->inflated, cfg_lim);
+        int rc = compress_inflate(rw->cz, codec, body, body_len, &rw->inflated, lim);
+        scratch_end(rw, &rw->inflated, cfg_lim);
+        if (rc == -EMSGSIZE && lim < cfg_lim) { /* the memory limit, not the bomb limit */
+            memlimit_count_refused(r->ml, rw->w, MEMLIMIT_PROTO_HTTP, sig);
+            return respond_receiver_error(c, out, path, RECEIVER_ERR_MEMORY_LIMIT, NULL, json,
+                                          true);
+        }
         if (rc == -EMSGSIZE)
             return respond_receiver_error(c, out, path, RECEIVER_ERR_BOMB, NULL, json, true);
         if (rc < 0)
@@ -502,8 +631,16 @@ static int handle_request(struct receiver_conn *c, struct buf *out)
     /* 2. JSON -> protobuf */
     if (json) {
         buf_reset(&rw->converted);
+        size_t cfg_lim = (size_t)r->cfg->receiver.max_decompressed_bytes;
+        size_t lim = scratch_begin(rw, &rw->converted, cfg_lim);
         int rc = otlp_json_to_proto(sig, (const char *)body, body_len, &rw->converted, rw->errmsg,
                                     sizeof(rw->errmsg));
+        scratch_end(rw, &rw->converted, cfg_lim);
+        if (rc == -EMSGSIZE && lim < cfg_lim) {
+            memlimit_count_refused(r->ml, rw->w, MEMLIMIT_PROTO_HTTP, sig);
+            return respond_receiver_error(c, out, path, RECEIVER_ERR_MEMORY_LIMIT, NULL, json,
+                                          true);
+        }
         if (rc == -EMSGSIZE)
             return respond_receiver_error(c, out, path, RECEIVER_ERR_BOMB, NULL, json, true);
         if (rc < 0)
@@ -570,6 +707,17 @@ int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len
         if (rc == HTTP_HEADERS_COMPLETE) {
             unsigned path = route(req);
             int e = check_head(c->rw->r, req, path);
+            if (e < 0 && admit_body(c, req, path) < 0) {
+                if (!req->expect_continue) {
+                    /* Read the body into nothing, then answer 503: the
+                     * client gets the answer (not a reset) and the
+                     * connection stays usable. */
+                    c->discard = true;
+                    c->parser.body_buf = NULL;
+                    continue;
+                }
+                e = RECEIVER_ERR_MEMORY_LIMIT;
+            }
             if (e >= 0) /* the body will not be read: close after answering */
                 return respond_receiver_error(c, out, path, (enum receiver_err)e, NULL,
                                               is_json(req), false);
@@ -578,13 +726,28 @@ int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len
             continue;
         }
         /* HTTP_DONE */
-        int res = handle_request(c, out);
+        int res;
+        if (unlikely(c->discard)) {
+            c->discard = false;
+            c->parser.body_buf = &c->body;
+            res = respond_receiver_error(c, out, route(req), RECEIVER_ERR_MEMORY_LIMIT, NULL,
+                                         is_json(req), true);
+        } else {
+            res = handle_request(c, out);
+        }
         c->req_start_ns = 0;
         http_parser_reset(&c->parser);
-        if (c->body.cap > RECEIVER_KEEP_BODY_CAP) {
+        struct memlimit *ml = c->rw->r->ml;
+        if (c->body.cap > RECEIVER_KEEP_BODY_CAP ||
+            (c->body.cap > 0 && memlimit_state(ml) != MEMLIMIT_OK)) {
             size_t lim = c->body.limit;
             buf_free(&c->body);
             buf_init(&c->body, 0, lim);
+        }
+        if (ml != NULL) {
+            memlimit_account(ml, c->rw->w, &c->mem_held, c->body.cap);
+            if (memlimit_state(ml) != MEMLIMIT_OK)
+                scratch_trim(c->rw);
         }
         if (res == RECEIVER_CLOSE)
             return RECEIVER_CLOSE;

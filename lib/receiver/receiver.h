@@ -16,6 +16,7 @@
 
 struct pipeline;
 struct obs_registry;
+struct memlimit;
 struct receiver;
 struct receiver_worker;
 
@@ -36,6 +37,7 @@ struct receiver_worker;
     X(PROTOBUF, 400, invalid_protobuf, "invalid OTLP protobuf")                               \
     X(QUEUE_FULL, 429, queue_full, "export queue is full, retry later")                       \
     X(POOL, 503, pool_exhausted, "no batch buffer free, retry later")                         \
+    X(MEMORY_LIMIT, 503, memory_limit, "memory limit reached, retry later")                   \
     X(BATCH_TOO_LARGE, 413, batch_too_large, "request does not fit into a batch")             \
     X(TIMEOUT, 408, request_timeout, "request not completed in time")                         \
     X(SHUTDOWN, 503, shutting_down, "shutting down")
@@ -57,6 +59,8 @@ struct receiver_conn {
     struct http_parser parser;
     struct buf body;            /* request body as received, limit max_body_bytes */
     uint64_t req_start_ns;      /* first byte of the request in progress, 0 when idle */
+    uint64_t mem_held;          /* body bytes reserved with the memory limiter */
+    bool discard;               /* memory limit: body read and dropped, then 503 */
     bool closing;               /* an error response was queued; ignore further input */
 };
 
@@ -77,6 +81,28 @@ void receiver_destroy(struct receiver *r);
  * context), used only by worker `w`. Returns 0, -ENOMEM. */
 int receiver_worker_create(struct receiver *r, unsigned w, struct receiver_worker **out);
 void receiver_worker_destroy(struct receiver_worker *rw);
+
+/*
+ * Admit requests only while the memory limiter `ml` (borrowed; NULL: none)
+ * is below its soft limit (else 503 memory_limit, Retry-After), and reserve
+ * each body and decompression buffer against its hard limit before it is
+ * allocated. Call before the workers start.
+ */
+void receiver_set_memlimit(struct receiver *r, struct memlimit *ml);
+/* The limiter set above, NULL when none (the DPDK transport reads it). */
+struct memlimit *receiver_memlimit(const struct receiver *r);
+
+/*
+ * Re-read the bearer tokens of `auth` (SIGHUP) and switch the workers to
+ * them atomically; requests already past authentication are not affected.
+ * On failure the old tokens stay. The replaced set is freed only after
+ * RECEIVER_TOKENS_RETIRED further reloads (a worker may still be reading
+ * it), or at destroy. Main thread only. Returns 0, or tls_tokens_load()'s
+ * -EINVAL / -ENOMEM / -errno; *count (may be NULL) gets the token count.
+ */
+#define RECEIVER_TOKENS_RETIRED 16
+int receiver_reload_auth(struct receiver *r, const struct receiver_auth_config *auth,
+                         unsigned *count);
 
 /* Refuse new requests with 503 from now on (graceful stop). Any thread. */
 void receiver_set_draining(struct receiver *r, bool draining);

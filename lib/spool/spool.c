@@ -1033,6 +1033,58 @@ int spool_sync(struct spool *s, uint64_t now_ms, bool force)
     return rc;
 }
 
+uint64_t spool_write_segment(const struct spool *s)
+{
+    return s->wr_fd >= 0 ? s->segs[s->n_segs - 1].first_seq : UINT64_MAX;
+}
+
+int spool_seal(struct spool *s)
+{
+    if (s == NULL || s->wr_fd < 0)
+        return 0;
+    int rc = sync_writer(s, base_now_ms());
+    close(s->wr_fd);
+    s->wr_fd = -1;
+    s->dirty = false;
+    if (s->segs[s->n_segs - 1].n_records == 0)
+        (void)seg_delete(s, s->n_segs - 1);
+    return rc;
+}
+
+int spool_drop_segment(struct spool *s, uint64_t first_seq)
+{
+    if (s == NULL)
+        return -EINVAL;
+    unsigned i = 0;
+    while (i < s->n_segs && s->segs[i].first_seq != first_seq)
+        i++;
+    if (i == s->n_segs)
+        return -ENOENT;
+    if (seg_is_active(s, i))
+        return -EBUSY;
+    uint64_t hi = i + 1 < s->n_segs ? s->segs[i + 1].first_seq : UINT64_MAX;
+    for (unsigned k = 0; k < s->n_out; k++) {
+        if (s->out[k] >= first_seq && s->out[k] < hi)
+            return -EBUSY;
+    }
+    return seg_delete(s, i);
+}
+
+int spool_config_dir(const struct svc_config *cfg, char **out)
+{
+    const struct spool_config *sc = &cfg->spool;
+    char *dir = NULL;
+    if (sc->dir != NULL && sc->dir[0] != '\0')
+        dir = strdup(sc->dir);
+    else if (asprintf(&dir, "%s/spool",
+                      cfg->service.data_dir != NULL ? cfg->service.data_dir : ".") < 0)
+        dir = NULL;
+    if (dir == NULL)
+        return -ENOMEM;
+    *out = dir;
+    return 0;
+}
+
 void spool_get_stats(const struct spool *s, struct spool_stats *st)
 {
     *st = s->st;

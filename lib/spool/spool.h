@@ -141,6 +141,37 @@ int spool_ack(struct spool *s, uint64_t seq);
  */
 int spool_sync(struct spool *s, uint64_t now_ms, bool force);
 
+/*
+ * The segment appends go to now: after a successful spool_append() the one
+ * that holds its record, named by its first sequence (the write-ahead log
+ * tracks references per segment with this). UINT64_MAX when no segment is
+ * open for appending (none yet, or sealed by spool_seal()).
+ */
+uint64_t spool_write_segment(const struct spool *s);
+
+/*
+ * Seal the segment being appended to: fdatasync it (unless fsync: never)
+ * and close it; the next append starts a new segment. A sealed segment with
+ * no record is deleted. No-op when none is open.
+ * Returns 0 or the negative errno of fdatasync (the segment is sealed anyway).
+ */
+int spool_seal(struct spool *s);
+
+/*
+ * Delete the sealed segment named `first_seq` with every record in it, read
+ * or not (the write-ahead log: no batch refers to its records any more).
+ * Returns 0; -EINVAL (NULL); -ENOENT (no such segment); -EBUSY (it is being
+ * appended to, or holds a record read and not yet acknowledged); the
+ * negative errno of unlink() (the segment leaves the accounting anyway).
+ */
+int spool_drop_segment(struct spool *s, uint64_t first_seq);
+
+/*
+ * The spool directory of `cfg` (spool.dir, else <service.data_dir>/spool)
+ * into *out (caller frees). Returns 0 or -ENOMEM.
+ */
+int spool_config_dir(const struct svc_config *cfg, char **out);
+
 /* Current figures. */
 void spool_get_stats(const struct spool *s, struct spool_stats *st);
 

@@ -8,7 +8,7 @@ not), records each span / data point / log record as a canonical dict with its
 resource and scope, and answers the way the test asked it to (200, 200 with
 partial_success, 429 with or without Retry-After, 503, 400, hang, close).
 
-    python3 upstream.py --port P --control-port C [--host 127.0.0.1]
+    python3 upstream.py --port P --control-port C [--host 127.0.0.1 (any 127.x)]
 
 Port 0 picks a free port. When both servers listen, one JSON line
 {"ready": true, "port": P, "control_port": C} is printed on stdout.
@@ -320,11 +320,14 @@ def main():
     ap.add_argument("--control-port", type=int, default=0)
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
-    if a.host not in ("127.0.0.1", "localhost", "::1"):
+    if not (a.host.startswith("127.") or a.host in ("localhost", "::1")):
         ap.error("test upstream listens on loopback only")
 
     otlp = Server((a.host, a.port), control=False, verbose=a.verbose)
-    ctl = Server((a.host, a.control_port), control=True, verbose=a.verbose)
+    # Any 127.x address serves OTLP (several upstreams behind one DNS name);
+    # the control API stays on 127.0.0.1 where the tests look for it.
+    ctl_host = "127.0.0.1" if a.host.startswith("127.") else a.host
+    ctl = Server((ctl_host, a.control_port), control=True, verbose=a.verbose)
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1},
                                 daemon=True) for s in (otlp, ctl)]
     for t in threads:

@@ -510,7 +510,7 @@ static void test_enums(void **state)
                   "t.yaml:2: dataplane.mode: must be one of socket, dpdk; got 'dpd'\n");
     expect_errors("exporter:\n  protocol: pigeon\n",
                   "t.yaml:2: exporter.protocol: must be one of file, otlp_http, discard, nats, "
-                  "grpc, kafka; got 'pigeon'\n");
+                  "grpc, kafka, loadbalancing; got 'pigeon'\n");
     expect_errors("exporter:\n  compression: zstd\n",
                   "t.yaml:2: exporter.compression: must be one of none, gzip; got 'zstd'\n");
     expect_errors("service:\n  log_level: verbose\n",
@@ -541,7 +541,7 @@ static void test_unknown_keys(void **state)
                   "t.yaml:2: control.zzz: unknown key; valid keys: host, port\n");
     expect_errors("zzz: 1\n", "t.yaml:1: zzz: unknown section; valid sections: service, "
                               "receiver, dataplane, batch, exporter, control, resources, "
-                              "spool\n");
+                              "spool, memory_limiter\n");
     /* Nested sections are only reachable under their parent. */
     expect_error_part("retry:\n  enabled: true\n", "t.yaml:1: retry: unknown section");
     expect_error_part("exporter.retry:\n  enabled: true\n", "t.yaml:1: exporter.retry: unknown");
@@ -597,7 +597,8 @@ static void test_yaml_syntax_error(void **state)
                   "quoted scalar on line 2)\n");
     expect_errors("a: 1\n---\nb: 2\n", "t.yaml:1: a: unknown section; valid sections: service, "
                                        "receiver, dataplane, batch, exporter, control, "
-                                       "resources, spool\nt.yaml:3: only one YAML document is "
+                                       "resources, spool, memory_limiter\nt.yaml:3: only one "
+                                       "YAML document is "
                                        "allowed\n");
     expect_error_part("service:\n  name: \"\xff\xfe\"\n", "t.yaml:2: YAML syntax error: invalid");
     /* Aliases resolve like any value. */

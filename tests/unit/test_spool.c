@@ -33,6 +33,7 @@
 #include "obs/metrics.h"
 #include "pipeline/pipeline.h"
 #include "spool/spool.h"
+#include "spool/wal.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -1159,6 +1160,208 @@ static void test_runner_spool_open_fails(void **state)
     free_dir(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* the write-ahead log (wal.h): segment references and release          */
+/* ------------------------------------------------------------------ */
+
+static struct wal_options wal_opts(const char *dir)
+{
+    return (struct wal_options){.dir = dir,
+                                .max_bytes = 1 << 20,
+                                .segment_bytes = 1024,
+                                .segment_ms = 3600 * 1000,
+                                .fsync = SPOOL_FSYNC_INTERVAL,
+                                .fsync_interval_ms = 1000};
+}
+
+static struct wal *wal_open_ok(const struct wal_options *o)
+{
+    struct wal *w = NULL;
+    int rc = wal_open(o, &w);
+    if (rc != 0)
+        print_error("wal_open: %s\n", strerror(-rc));
+    assert_int_equal(rc, 0);
+    return w;
+}
+
+/* Append payloads [from, from + n); segs[i - from] gets each one's segment. */
+static void wal_append_n(struct wal *w, unsigned from, unsigned n, uint32_t *segs)
+{
+    uint8_t p[512];
+    for (unsigned i = from; i < from + n; i++) {
+        size_t len = payload(i, p, sizeof(p));
+        int rc = wal_append(w, (enum otlp_signal)(i % OTLP_SIGNAL_COUNT), i, p, len, &segs[i - from]);
+        assert_int_equal(rc, 0);
+    }
+}
+
+/* Segments are deleted only once sealed (the writer moved past them) and
+ * every reference on them was dropped, in any order. */
+static void test_wal_refcount_release(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    struct wal_options o = wal_opts(dir);
+    struct wal *w = wal_open_ok(&o);
+    uint32_t segs[40];
+    wal_append_n(w, 0, 40, segs); /* ~170 bytes each: several 1 KiB segments */
+    uint32_t first = segs[0], last = segs[39];
+    assert_true(last - first >= 4);
+    for (unsigned i = 1; i < 40; i++)
+        assert_true(segs[i] == segs[i - 1] || segs[i] == segs[i - 1] + 1);
+    /* Batch A holds the first two segments, batch B the rest; C also the first. */
+    for (uint32_t g = first; g <= last; g++)
+        wal_ref(w, g);
+    wal_ref(w, first);
+    unsigned files = count_files(dir, ".seg");
+    assert_int_equal(files, last - first + 1);
+    assert_int_equal(wal_tick(w, base_now_ms()) > 0, 1); /* seal and fsync pending */
+    assert_int_equal(count_files(dir, ".seg"), files);
+
+    /* B is delivered first: its sealed segments go, the active one stays. */
+    for (uint32_t g = first + 2; g <= last; g++)
+        wal_unref(w, g);
+    wal_tick(w, base_now_ms());
+    assert_int_equal(count_files(dir, ".seg"), 3); /* first, first + 1, active */
+    /* A: the second segment goes; the first is still held by C. */
+    wal_unref(w, first);
+    wal_unref(w, first + 1);
+    wal_tick(w, base_now_ms());
+    assert_int_equal(count_files(dir, ".seg"), 2);
+    wal_unref(w, first);
+    wal_tick(w, base_now_ms());
+    assert_int_equal(count_files(dir, ".seg"), 1);
+    /* The active segment goes once it is old enough to be sealed. */
+    assert_int_equal(wal_tick(w, base_now_ms() + o.segment_ms), -1);
+    assert_int_equal(count_files(dir, ".seg"), 0);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    assert_int_equal(st.appends_total, 40);
+    assert_int_equal(st.segments, 0);
+    assert_int_equal(st.bytes, 0);
+    /* Appends go on in a new segment. */
+    wal_append_n(w, 40, 1, segs);
+    assert_int_equal(segs[0], last + 1);
+    assert_int_equal(count_files(dir, ".seg"), 1);
+    wal_close(w); /* unreferenced: deleted */
+    assert_int_equal(count_files(dir, ".seg"), 0);
+    free_dir(dir);
+}
+
+/* What is still referenced at close (or at a crash) is moved into the
+ * spool at the next open, in order, torn tail cut and counted. */
+static void test_wal_recover(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), *sdir = make_dir();
+    struct wal_options o = wal_opts(dir);
+    struct wal *w = wal_open_ok(&o);
+    uint32_t segs[20];
+    wal_append_n(w, 0, 20, segs);
+    for (unsigned i = 0; i < 20; i++)
+        wal_ref(w, segs[i]);
+    for (unsigned i = 0; i < 5; i++) /* the first five were delivered */
+        wal_unref(w, segs[i]);
+    wal_close(w);
+    assert_true(count_files(dir, ".seg") >= 2);
+    /* A crash in the middle of the next append: half a record header. */
+    char path[512];
+    seg_path(dir, count_files(dir, ".seg") - 1, path, sizeof(path));
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fwrite("SREC\x01\x02\x03", 1, 7, f);
+    fclose(f);
+
+    w = wal_open_ok(&o);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    assert_int_equal(st.corrupt_records_total, 1);
+    struct spool_options so = opts(sdir);
+    struct spool *dst = open_ok(&so);
+    uint64_t moved = 0;
+    assert_int_equal(wal_recover(w, dst, &moved), 0);
+    /* Segment granularity: records of a released segment that was still
+     * shared with unreleased ones come back too (at least once). */
+    unsigned from = 0;
+    while (from < 20 && segs[from] != segs[5])
+        from++;
+    assert_int_equal(moved, 20 - from);
+    wal_get_stats(w, &st);
+    assert_int_equal(st.recovered_total, moved);
+    assert_int_equal(count_files(dir, ".seg"), 0);
+    struct buf body;
+    buf_init(&body, 0, 0);
+    for (unsigned i = from; i < 20; i++)
+        assert_int_equal(spool_ack(dst, read_expect(dst, i, &body)), 0);
+    struct spool_record rec;
+    assert_int_equal(spool_read(dst, &rec, &body), -ENOENT);
+    buf_free(&body);
+    /* Nothing left to recover a second time. */
+    wal_close(w);
+    w = wal_open_ok(&o);
+    assert_int_equal(wal_recover(w, dst, &moved), 0);
+    assert_int_equal(moved, 0);
+    wal_close(w);
+    spool_close(dst);
+    free_dir(dir);
+    free_dir(sdir);
+}
+
+/* A full log refuses with -ENOSPC without touching earlier records, and
+ * takes appends again once released segments are deleted. */
+static void test_wal_full(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), *sdir = make_dir();
+    struct wal_options o = wal_opts(dir);
+    o.max_bytes = 8192;
+    struct wal *w = wal_open_ok(&o);
+    uint8_t p[512];
+    uint32_t segs[200];
+    unsigned n = 0;
+    int rc = 0;
+    while (n < 200) {
+        size_t len = payload(n, p, sizeof(p));
+        rc = wal_append(w, (enum otlp_signal)(n % OTLP_SIGNAL_COUNT), n, p, len, &segs[n]);
+        if (rc < 0)
+            break;
+        wal_ref(w, segs[n]);
+        n++;
+    }
+    assert_int_equal(rc, -ENOSPC);
+    assert_true(n > 10);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    assert_true(st.full_total >= 1);
+    assert_true(st.bytes <= o.max_bytes);
+    /* Delivered: everything released, the writer seals by age, room again. */
+    for (unsigned i = 0; i < n; i++)
+        wal_unref(w, segs[i]);
+    wal_tick(w, base_now_ms() + o.segment_ms);
+    wal_get_stats(w, &st);
+    assert_int_equal(st.bytes, 0);
+    uint32_t seg;
+    size_t len = payload(n, p, sizeof(p));
+    assert_int_equal(wal_append(w, (enum otlp_signal)(n % OTLP_SIGNAL_COUNT), n, p, len, &seg), 0);
+    wal_ref(w, seg);
+    wal_close(w);
+    /* The record appended after the refusal is intact. */
+    w = wal_open_ok(&o);
+    struct spool_options so = opts(sdir);
+    struct spool *dst = open_ok(&so);
+    uint64_t moved = 0;
+    assert_int_equal(wal_recover(w, dst, &moved), 0);
+    assert_int_equal(moved, 1);
+    struct buf body;
+    buf_init(&body, 0, 0);
+    read_expect(dst, n, &body);
+    buf_free(&body);
+    wal_close(w);
+    spool_close(dst);
+    free_dir(dir);
+    free_dir(sdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1180,6 +1383,9 @@ int main(void)
         cmocka_unit_test(test_runner_spool_full_keeps_in_memory),
         cmocka_unit_test(test_runner_replay_permanent),
         cmocka_unit_test(test_runner_spool_open_fails),
+        cmocka_unit_test(test_wal_refcount_release),
+        cmocka_unit_test(test_wal_recover),
+        cmocka_unit_test(test_wal_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
