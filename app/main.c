@@ -364,10 +364,6 @@ static int run(const char *path)
                                 free_batches_fn, pipe) < 0)
         goto fail;
     if (cfg.receiver.tls.enabled) {
-        if (dpdk) {
-            log_error("receiver.tls is not available in dataplane.mode dpdk yet", "");
-            goto fail;
-        }
         if ((rc = tls_ctx_create(&cfg.receiver.tls, reg, n_workers, &tls)) < 0) {
             log_error("cannot set up TLS", "error=%s", strerror(-rc));
             goto fail;
@@ -404,7 +400,8 @@ static int run(const char *path)
     if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
         (rc = dpdk ? dpdk_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &dsrv)
                    : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0 ||
-        (tls != NULL && (rc = sock_server_set_tls(srv, tls)) < 0)) {
+        (tls != NULL && (rc = dpdk ? dpdk_server_set_tls(dsrv, tls)
+                                   : sock_server_set_tls(srv, tls)) < 0)) {
         log_error("cannot create servers", "error=%s", strerror(-rc));
         goto fail;
     }

@@ -21,7 +21,10 @@
         segments, the server's response (with --responses), FIN/ACK both ways.
         Flows are interleaved request by request. Client sequence numbers are
         exact; the server's ISN is not knowable in advance (SYN cookies), so
-        the client's ACK numbers assume --server-isn and --response-bytes.
+        the client's ACK numbers assume --server-isn and --response-bytes, or
+        with --replay-isn the ISN of a service run with
+        dataplane.dpdk.replay_isn: true (benchmarks only: the SYN cookie keyed
+        with the public NET_REPLAY_ISN_KEY, clock 0; see replay_isn()).
 
 Spans are shaped like OpenTelemetry SDK output: one resource per SDK batch
 (several per request above 64 KB, as a forwarding agent sends), resource
@@ -505,6 +508,50 @@ def tcp_frame(src_mac, dst_mac, sip, dip, sport, dport, seq, ack, flags, win, pa
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
+# ---- lib/net/net_syncookie.c with dataplane.dpdk.replay_isn (benchmarks only)
+REPLAY_ISN_KEY = b"otlp-replay-isn!"  # NET_REPLAY_ISN_KEY in lib/net/net_stack.h
+COOKIE_MSS = (536, 1200, 1360, 1400, 1440, 1460, 4312, 8960)
+M64 = (1 << 64) - 1
+
+
+def siphash24(key, data):
+    """SipHash-2-4 of bytes with a 16-byte key (as net_siphash())."""
+    k0, k1 = struct.unpack("<QQ", key)
+    v = [0x736f6d6570736575 ^ k0, 0x646f72616e646f6d ^ k1, 0x6c7967656e657261 ^ k0, 0x7465646279746573 ^ k1]
+
+    def rotl(x, b):
+        return ((x << b) | (x >> (64 - b))) & M64
+
+    def rnd():
+        v[0] = (v[0] + v[1]) & M64; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & M64; v[3] = rotl(v[3], 16); v[3] ^= v[2]
+        v[0] = (v[0] + v[3]) & M64; v[3] = rotl(v[3], 21); v[3] ^= v[0]
+        v[2] = (v[2] + v[1]) & M64; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32)
+
+    n = len(data) // 8 * 8
+    for i in range(0, n, 8):
+        m = struct.unpack("<Q", data[i:i + 8])[0]
+        v[3] ^= m; rnd(); rnd(); v[0] ^= m
+    b = (len(data) & 0xff) << 56
+    for j, c in enumerate(data[n:]):
+        b |= c << (8 * j)
+    v[3] ^= b; rnd(); rnd(); v[0] ^= b
+    v[2] ^= 0xff
+    rnd(); rnd(); rnd(); rnd()
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def replay_isn(cip, sip, cport, sport, client_isn, client_mss, client_wscale, server_mtu=1500):
+    """The server's ISN under dataplane.dpdk.replay_isn: net_syncookie_make()
+    with key NET_REPLAY_ISN_KEY and time tick 0. Addresses as 4 bytes;
+    client_mss 0 / client_wscale None when the SYN has no such option."""
+    eff = min(client_mss or 536, server_mtu - 40)
+    idx = max([0] + [i for i in range(1, len(COOKIE_MSS)) if COOKIE_MSS[i] <= eff])
+    ws = 15 if client_wscale is None else min(client_wscale, 14)
+    h = siphash24(REPLAY_ISN_KEY, cip + sip + struct.pack("!HHIII", cport, sport, client_isn, 0, 0))
+    data = ((idx << 4 | ws) ^ (h >> 57)) & 0x7f
+    return (data << 25 | (h & 0x1ffffff)) & 0xffffffff
+
 
 def read_index(path):
     base = os.path.dirname(os.path.abspath(path))
@@ -542,6 +589,9 @@ def write_pcap(a):
         sip = bytes([198, 19, 1 + i // 250, 2 + i % 250])
         flows.append({"sip": sip, "sport": 32768 + rnd.randrange(28000), "seq": rnd.getrandbits(32),
                       "srv": a.server_isn + i * a.server_isn_step, "id": rnd.getrandbits(16), "sent": 0})
+        if a.replay_isn:
+            fl = flows[-1]
+            fl["srv"] = replay_isn(sip, dip, fl["sport"], a.dst_port, fl["seq"], a.mss, 7, a.server_mtu)
     mss = a.mss
     win = 64240 >> 7  # we advertise window scale 7
     opts_syn = struct.pack("!BBH", 2, 4, mss) + b"\x01\x03\x03\x07"  # MSS, NOP, WS=7
@@ -621,6 +671,9 @@ def main():
     p.add_argument("--mss", type=int, default=1460)
     p.add_argument("--server-isn", type=int, default=0, help="ISN assumed for the server's SYN-ACK")
     p.add_argument("--server-isn-step", type=int, default=0)
+    p.add_argument("--replay-isn", action="store_true",
+                   help="server ISNs of dataplane.dpdk.replay_isn (benchmarks only; overrides --server-isn)")
+    p.add_argument("--server-mtu", type=int, default=1500, help="dataplane.dpdk.mtu, for --replay-isn")
     p.add_argument("--responses", action="store_true", help="also write the server's packets")
     p.add_argument("--response-bytes", type=int, default=0,
                    help="length of each HTTP response, for the client's ACK numbers")

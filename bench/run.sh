@@ -11,7 +11,10 @@
 #   --out DIR     results (default build-bench/bench-results/<date>)
 #   --report DIR  only print the table of an earlier run's DIR/results.jsonl
 # Environment: OTLP_BENCH_HTTP_PORT (24318), OTLP_BENCH_CONTROL_PORT (28080),
-#   OTLP_BENCH_CONNS (32), OTLP_BENCH_DPDK_MEM_MB (1024).
+#   OTLP_BENCH_CONNS (32), OTLP_BENCH_DPDK_MEM_MB (1024),
+#   OTLP_BENCH_BUILD (build dir, default build-bench).
+# DPDK replay runs with dataplane.dpdk.replay_isn (benchmarks only, insecure:
+#   predictable ISNs) so the pcap's client ACKs match the server's ISNs.
 # Test traffic goes to 127.0.0.1 only; DPDK mode reads a pcap (net_pcap), no NIC.
 set -euo pipefail
 
@@ -26,7 +29,7 @@ fi
 trap 'rm -f "${OTLP_BENCH_SELF:-}"' EXIT
 ROOT=$OTLP_BENCH_ROOT
 PY=/usr/bin/python3
-BUILD=$ROOT/build-bench
+BUILD=${OTLP_BENCH_BUILD:-$ROOT/build-bench}
 DUR=30
 SOAK=600
 ONLY=max,latency,gzip,mixed,soak,dpdk,replay
@@ -42,7 +45,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --no-build) BUILD_IT=0 ;;
     --report) REPORT_ONLY=1; OUT=$2; ONLY=none; BUILD_IT=0; shift ;;
-    -h|--help) sed -n '3,17p' "$ROOT/bench/run.sh"; exit 0 ;;
+    -h|--help) sed -n '3,20p' "$ROOT/bench/run.sh"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -133,6 +136,8 @@ EOF
     mbufs: 65536
     max_conns_per_lcore: 4096
 EOF
+        # a pcap of whole conversations: the ISNs must be the pcap's (insecure, bench only)
+        case $4 in *net_pcap*) echo "    replay_isn: true" >>"$1" ;; esac
     fi
     cat >>"$1" <<EOF
 batch:
@@ -329,22 +334,31 @@ dpdk_replay() { # dpdk_replay NAME PCAP
     write_config "$conf" dpdk 1 "--no-huge -m $DPDK_MEM --no-pci --vdev=net_pcap0,rx_pcap=$pcap,infinite_rx=1"
     start_service "$conf" "$OUT/$name.service.log" || return 1
     sleep 2 # warm-up: infinite_rx loads the pcap into mbufs first
-    local la0 t0 s0 b0 p0 t1 s1 b1 p1 busy hwm huge rst nconn
+    local la0 t0 s0 b0 p0 t1 s1 b1 p1 busy hwm huge rst nconn wtid c0 c1 sc0 sc1 rq0 rq1
     la0=$(cut -d' ' -f1 /proc/loadavg)
+    # the worker lcore's thread (DPDK names it rte-worker-N): its own CPU time,
+    # so cycles/span does not count the time other processes held its CPU
+    wtid=$(grep -l '^rte-worker' /proc/"$SVC_PID"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5)
+    c0=$(awk '{print $14 + $15}' /proc/"$SVC_PID"/task/"$wtid"/stat)
+    rq0=$(awk '{print $2}' /proc/"$SVC_PID"/task/"$wtid"/schedstat)
+    sc0=$(cpu_s "$SVC_PID")
     curl -s "http://127.0.0.1:$CTL_PORT/metrics" >"$OUT/$name.metrics0"
     t0=$(date +%s.%N)
     log "$name: replay $(basename "$pcap") on 1 worker lcore for $DUR s"
     sleep "$DUR"
     curl -s "http://127.0.0.1:$CTL_PORT/metrics" >"$OUT/$name.metrics1"
     t1=$(date +%s.%N)
+    c1=$(awk '{print $14 + $15}' /proc/"$SVC_PID"/task/"$wtid"/stat)
+    rq1=$(awk '{print $2}' /proc/"$SVC_PID"/task/"$wtid"/schedstat)
+    sc1=$(cpu_s "$SVC_PID")
     busy=$(metric_float otlp_lcore_busy_ratio)
     hwm=$(proc_kb "$SVC_PID" VmHWM)
     la1=$(cut -d' ' -f1 /proc/loadavg)
     stop_service
     $PY - "$name" "$OUT/$name.metrics0" "$OUT/$name.metrics1" "$t0" "$t1" "$busy" "$hwm" "$la0" "$la1" \
-        "$pcap.meta" >>"$RESULTS" <<'EOF'
+        "$pcap.meta" "$(( c1 - c0 ))" "$(getconf CLK_TCK)" "$(( rq1 - rq0 ))" "$sc0" "$sc1" >>"$RESULTS" <<'EOF'
 import json, sys, re, subprocess
-name, m0, m1, t0, t1, busy, hwm, la0, la1, meta = sys.argv[1:]
+name, m0, m1, t0, t1, busy, hwm, la0, la1, meta, lcore_ticks, clk_tck, runq_ns, sc0, sc1 = sys.argv[1:]
 def load(p):
     d = {}
     for line in open(p):
@@ -366,12 +380,20 @@ for l in open("/proc/cpuinfo"):
     if l.startswith("cpu MHz"):
         mhz = float(l.split(":")[1]); break
 cycles = float(busy) * secs * mhz * 1e6
+lcore_cpu_s = int(lcore_ticks) / int(clk_tck)  # the worker thread's own CPU time
+cpu_cycles = lcore_cpu_s * mhz * 1e6
+non2xx = sum(b[k] - a.get(k, 0) for k in b if k.startswith("http_requests_total{") and 'code="200"' not in k)
 drops = {k: b[k] - a.get(k, 0) for k in b if k.startswith("otlp_net_drops_total") and b[k] - a.get(k, 0) > 0}
 ev = {k.split('"')[1]: b[k] - a.get(k, 0) for k in b if k.startswith("otlp_net_events_total")}
 print(json.dumps(dict(kind="dpdk", label=name, workers=1, duration_s=secs, spans_per_s=spans / secs,
     requests_per_s=reqs / secs, payload_gbit_per_s=reqs * http_bytes_per_req * 8 / secs / 1e9,
     rx_packets_per_s=delta("otlp_port_rx_packets_total") / secs, lcore_busy=float(busy),
     cycles_per_span=cycles / spans if spans else None, cycles_per_request=cycles / reqs if reqs else None,
+    lcore_cpu=lcore_cpu_s / secs, lcore_runq_wait=int(runq_ns) / 1e9 / secs,
+    svc_cpu=(float(sc1) - float(sc0)) / secs, non_2xx=non2xx,
+    spans_per_lcore_cpu_s=spans / lcore_cpu_s if lcore_cpu_s else None,
+    cpu_cycles_per_span=cpu_cycles / spans if spans else None,
+    reopened=ev.get("tcp_reopened", 0),
     drops=drops, tcp_resets_tx=ev.get("tcp_resets_tx", 0), tcp_syn_rx=ev.get("tcp_syn_rx", 0),
     peak_rss_kb=int(hwm), hugepages_kb=int(b.get("otlp_hugepages_used_bytes", 0) / 1024),
     load_start=float(la0), load_end=float(la1))))
@@ -416,7 +438,7 @@ fi
 if want dpdk || want replay; then
     for set in traces-100 traces-100-gzip; do
         $PY "$ROOT/bench/otlp_traffic.py" pcap --index "$TRAFFIC/index-$set.tsv" \
-            --out "$OUT/$set.pcap" --dst-mac "$MAC" --flows 64 --requests-per-flow 8 \
+            --out "$OUT/$set.pcap" --dst-mac "$MAC" --flows 64 --requests-per-flow 8 --replay-isn \
             --response-file "$OUT/response-200.bin" >>"$OUT/pcap.txt"
     done
 fi
@@ -494,6 +516,11 @@ for r in rows:
               "and answered with RST (the pcap cannot know the SYN-cookie ISN) |||||||||||||| %.0f | %.0f |" % (
             r["label"], r["load_start"], r["load_end"], f(nc / r["duration_s"]), f(r["rx_packets_per_s"]),
             r["peak_rss_kb"] / 1024, r["hugepages_kb"] / 1024))
+    elif r["kind"] == "dpdk" and "lcore_cpu" in r:
+        print("| %s (net_pcap, 1 lcore) | 1 | %.1f-%.1f | %s | - | %s | %.2f (lcore %.2f) | %.0f ms/s | %s per lcore CPU-s | - | - | - | - | - | - | %d | %.0f | %.0f |" % (
+            r["label"], r["load_start"], r["load_end"], f(r["requests_per_s"]), f(r["spans_per_s"]),
+            r["svc_cpu"], r["lcore_cpu"], r["lcore_runq_wait"] * 1000, f(r["spans_per_lcore_cpu_s"]),
+            r["non_2xx"], r["peak_rss_kb"] / 1024, r["hugepages_kb"] / 1024))
     elif r["kind"] == "dpdk":
         print("| %s (net_pcap, 1 lcore) | 1 | %.1f-%.1f | %s | - | %s | busy %.2f | - | %s cycles/span | - | - | - | - | - | - | - | %.0f | %.0f |" % (
             r["label"], r["load_start"], r["load_end"], f(r["requests_per_s"]), f(r["spans_per_s"]),
@@ -514,6 +541,11 @@ for r in rows:
         print("%s: %.2f Gbit/s HTTP payload, %s rx packets/s, %s cycles/request, TCP SYNs %d, RSTs sent %d, drops %s" % (
             r["label"], r["payload_gbit_per_s"], f(r["rx_packets_per_s"]), f(r["cycles_per_request"]),
             r["tcp_syn_rx"], r["tcp_resets_tx"], json.dumps(r["drops"])))
+        if "lcore_cpu" in r:
+            print("  worker lcore: %.2f CPU, %.0f ms/s runnable but waiting; %s cycles/span by its CPU time "
+                  "(%s by busy x wall clock); %s spans per lcore CPU-s; non-2xx %d; SYNs that reopened a 4-tuple %d" % (
+                      r["lcore_cpu"], r["lcore_runq_wait"] * 1000, f(r["cpu_cycles_per_span"]),
+                      f(r["cycles_per_span"]), f(r["spans_per_lcore_cpu_s"]), r["non_2xx"], r["reopened"]))
 print()
 print("Raw results: %s" % out)
 EOF

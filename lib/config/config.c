@@ -785,6 +785,20 @@ static bool wildcard(const char *host)
            *host == '\0';
 }
 
+/* An endpoint list (one URL or comma-separated URLs) names a plain http://
+ * URL. */
+static bool names_plain_http(const char *urls)
+{
+    for (const char *u = urls; u != NULL && *u != '\0';) {
+        while (*u == ' ' || *u == ',')
+            u++;
+        if (strncasecmp(u, "http://", 7) == 0)
+            return true;
+        u = strchr(u, ',');
+    }
+    return false;
+}
+
 static void validate(struct loader *L)
 {
     const struct svc_config *c = L->cfg;
@@ -828,6 +842,28 @@ static void validate(struct loader *L)
         report(L, blame(L, "exporter.loadbalancing.hostname", "exporter.loadbalancing.resolver"),
                "exporter.loadbalancing.hostname", "required with the dns resolver");
     const struct tls_client_config *t = &c->exporter.tls;
+    /* Telemetry leaves the host unencrypted only when the operator said so. */
+    if (!t->insecure) {
+        enum exporter_protocol ep = c->exporter.protocol;
+        if ((ep == EXPORTER_OTLP_HTTP || ep == EXPORTER_GRPC) &&
+            names_plain_http(c->exporter.endpoint))
+            report(L, blame(L, "exporter.endpoint", "exporter.tls.insecure"), "exporter.endpoint",
+                   "a plain http:// endpoint sends telemetry unencrypted; use https:// or set "
+                   "exporter.tls.insecure: true");
+        if (ep == EXPORTER_LOADBALANCING &&
+            (lb->resolver == LB_RESOLVER_STATIC ? names_plain_http(lb->endpoints)
+                                                : lb->scheme == LB_SCHEME_HTTP))
+            report(L,
+                   blame(L,
+                         lb->resolver == LB_RESOLVER_STATIC ? "exporter.loadbalancing.endpoints"
+                                                            : "exporter.loadbalancing.scheme",
+                         lb->resolver == LB_RESOLVER_STATIC ? "exporter.tls.insecure"
+                                                            : "exporter.loadbalancing.resolver"),
+                   lb->resolver == LB_RESOLVER_STATIC ? "exporter.loadbalancing.endpoints"
+                                                      : "exporter.loadbalancing.scheme",
+                   "plain http:// endpoints send telemetry unencrypted; use https or set "
+                   "exporter.tls.insecure: true");
+    }
     bool has_cert = t->cert_file != NULL && *t->cert_file != '\0';
     bool has_key = t->key_file != NULL && *t->key_file != '\0';
     if (has_cert != has_key)
@@ -842,7 +878,8 @@ static void validate(struct loader *L)
             if (have[i] == NULL || *have[i] == '\0')
                 report(L, blame(L, need[i], "receiver.tls.enabled"), need[i],
                        "required when receiver.tls.enabled is true");
-        if (rt->client_auth != TLS_CLIENT_AUTH_NONE && (rt->ca_file == NULL || *rt->ca_file == '\0'))
+        if (rt->client_auth != TLS_CLIENT_AUTH_NONE &&
+            (rt->ca_file == NULL || *rt->ca_file == '\0'))
             report(L, blame(L, "receiver.tls.ca_file", "receiver.tls.client_auth"),
                    "receiver.tls.ca_file",
                    "required when receiver.tls.client_auth is request or require (the CAs "
@@ -869,8 +906,8 @@ static void validate(struct loader *L)
                    d->gateway);
         else if ((gw & mask) != (ip & mask))
             report(L, blame(L, "dataplane.dpdk.gateway", "dataplane.dpdk.ip"),
-                   "dataplane.dpdk.gateway", "%s is not on the subnet of %s/%s", d->gateway,
-                   d->ip, d->netmask);
+                   "dataplane.dpdk.gateway", "%s is not on the subnet of %s/%s", d->gateway, d->ip,
+                   d->netmask);
     }
 
     /* Two listeners on one port fail at bind(); say so now. */

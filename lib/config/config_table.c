@@ -616,9 +616,11 @@ static const struct config_key dpdk_keys[] = {
                "TCP send buffer per connection (responses are under 1 KiB)."),
     KEY_SIZE32(dpdk_config, rcv_space_bytes, "256KiB", 4 * KIB, 1 * GIB,
                "TCP receive window per connection; closed while the export queue is full."),
-    KEY_SIZE32(dpdk_config, ooo_buf_bytes, "64KiB", 0, 16 * MIB,
-               "Out-of-order reassembly buffer per connection (from a shared pool); 0 drops "
-               "out-of-order data and relies on retransmission."),
+    KEY_SIZE32(dpdk_config, ooo_buf_bytes, "256KiB", 0, 16 * MIB,
+               "Out-of-order reassembly buffer per connection (from a shared pool of "
+               "max_conns_per_lcore/8 buffers, 16..512, whose pages are touched only when "
+               "used). Keep it >= rcv_space_bytes: without SACK, data beyond it after a hole "
+               "is dropped and the client recovers by timeouts. 0 drops out-of-order data."),
     KEY_U32(dpdk_config, time_wait_ms, "2000", 0, 240000,
             "How long a closed connection stays in TIME_WAIT (ms)."),
     KEY_BOOL(dpdk_config, replay_isn, "false",
@@ -627,8 +629,8 @@ static const struct config_key dpdk_keys[] = {
              "key and a stopped clock, reproduced by bench/otlp_traffic.py), and let a SYN "
              "replace an existing connection of its 4-tuple, so a pcap of complete TCP "
              "conversations can be replayed through net_pcap, again and again. Anyone could "
-             "then open connections without seeing our SYN-ACK; refused unless eal_args "
-             "has a net_pcap vdev."),
+             "then open connections without seeing our SYN-ACK; refused unless the port is "
+             "a net_pcap vdev reading rx_pcap= files (no live iface=)."),
 };
 
 static const struct config_key batch_keys[] = {

@@ -19,6 +19,7 @@
 #include "grpc/grpc_receiver.h"
 #include "net/net_stack.h"
 #include "receiver/receiver.h"
+#include "tls/tls.h"
 
 #define DPDK_BURST 32
 #define DPDK_MAX_FRAME (9000 + NET_ETH_HLEN + 4) /* largest frame: mtu 9000 + VLAN */
@@ -26,6 +27,7 @@
 #define DPDK_SCAN_MS 250  /* timeout scan */
 #define DPDK_GRPC_SCAN_MS 50 /* gRPC timers: resume stalled clients this often */
 #define DPDK_STATS_MS 1000 /* busy ratio window */
+#define DPDK_TLS_BUF (16 * 1024 + 256) /* plaintext of one TLS record, per lcore */
 
 /* Drops and events of the glue itself, beside the stack's net_stats:
  * X(name, metric reason label). Summed into otlp_net_drops_total. */
@@ -55,7 +57,13 @@ struct dpdk_conn {
     };
     struct buf out;          /* kept across connections: no malloc per request */
     size_t out_off;
+    /* receiver.tls: `out` holds TLS records up to `sealed` and plaintext the
+     * receivers appended after it, encrypted by conn_flush(); tls.ssl NULL:
+     * plain TCP. */
+    struct tls_conn tls;
+    size_t sealed;
     uint64_t last_active_ms;
+    uint64_t accepted_ms;    /* TLS handshake deadline: request_timeout_ms from here */
     bool want_close;         /* close once `out` is sent */
     bool pending;            /* on the worker's pending list */
     bool throttled;          /* receive window closed: the pipeline is full (HTTP only) */
@@ -81,6 +89,8 @@ struct dpdk_worker {
     struct net_stack *stack;
     struct receiver_worker *rw;
     struct grpc_worker *gw;     /* NULL: no gRPC */
+    struct tls_worker *tw;      /* NULL: plain TCP */
+    uint8_t *tls_buf;           /* DPDK_TLS_BUF: decrypted bytes on their way to a receiver */
     struct dpdk_conn *conns;
     struct dpdk_conn *grpc_conns; /* gRPC connections, for the 50 ms timer scan */
     unsigned n_grpc;
@@ -98,6 +108,7 @@ struct dpdk_server {
     const struct svc_config *cfg;
     struct receiver *r;
     struct grpc_receiver *gr; /* NULL: receiver.grpc_port is 0 */
+    struct tls_ctx *tls;      /* NULL: plain TCP */
     struct pipeline *p;
     struct obs_registry *reg;
     unsigned n_workers;

@@ -183,6 +183,12 @@ int dpdk_port_init(struct dpdk_server *s)
      * lands on one queue, so each lcore's stack sees whole connections.
      * net_tap does RSS only through rte_flow (eBPF); there the kernel's tun
      * queue selection (by flow hash) already keeps a flow on one queue. */
+    /* replay_isn (public ISNs) only on a pcap file, never a live port. */
+    if (s->cfg->dataplane.dpdk.replay_isn && strcmp(info.driver_name, "net_pcap") != 0) {
+        log_error("dataplane.dpdk.replay_isn is for pcap replay only", "port=%u driver=%s", port,
+                  info.driver_name);
+        return -EINVAL;
+    }
     bool is_tap = strcmp(info.driver_name, "net_tap") == 0;
     uint64_t rss = info.flow_type_rss_offloads &
                    (RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_IPV4);

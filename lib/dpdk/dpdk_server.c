@@ -3,7 +3,9 @@
  * (OTLP/HTTP on receiver.http_port, OTLP/gRPC on receiver.grpc_port) ->
  * responses through the stack -> tx burst; timers, batch ageing, timeouts
  * and back-pressure (HTTP: a receive window closed while the pipeline is
- * full; gRPC: HTTP/2 flow control, see docs/dpdk.md). Each lcore owns its
+ * full; gRPC: HTTP/2 flow control, see docs/dpdk.md). With receiver.tls the
+ * bytes pass through lib/tls over memory BIOs between the stack and the
+ * receivers (tls_input, conn_seal). Each lcore owns its
  * queue pair, stack, connection table and scratch; nothing is shared but
  * the pipeline rings and the mbuf pool. */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <rte_prefetch.h>
 
 #include "dpdk/dpdk_internal.h"
+#include "memlimit/memlimit.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "pipeline/pipeline.h"
@@ -101,6 +104,8 @@ static void conn_release(struct dpdk_worker *w, struct dpdk_conn *c)
     } else {
         receiver_conn_fini(&c->rc);
     }
+    tls_conn_fini(&c->tls); /* no-op for plain TCP; conn_close sent close_notify */
+    c->sealed = 0;
     buf_reset(&c->out);
     if (c->out.cap > DPDK_OUT_KEEP) {
         /* Idle slots stay small; on ENOMEM the buffer starts empty and grows on use. */
@@ -125,8 +130,49 @@ static void conn_release(struct dpdk_worker *w, struct dpdk_conn *c)
  * stack finishes the close on its own). */
 static void conn_close(struct dpdk_worker *w, struct dpdk_conn *c)
 {
+    if (c->tls.ssl != NULL && c->tls.established) {
+        /* close_notify ahead of our FIN, best effort (it is sent when the
+         * send buffer has room for it, as lib/sock's one try). */
+        uint8_t rec[128];
+        tls_conn_shutdown(&c->tls);
+        size_t n = tls_conn_take_output(&c->tls, rec, sizeof(rec));
+        if (n > 0 && net_tcp_conn_snd_free(c->tc) >= n)
+            (void)net_tcp_send(c->tc, rec, n);
+    }
     net_tcp_close(c->tc);
     conn_release(w, c);
+}
+
+/*
+ * receiver.tls: turn the plaintext the receivers appended to `out` behind
+ * `sealed` into TLS records (SSL_write into the memory BIO, the plaintext
+ * dropped, the records appended in its place), and append any records
+ * OpenSSL produced on its own (handshake, tickets, alerts). Before the
+ * handshake completes no plaintext may leave: it is discarded (nothing
+ * writes any then). Returns false on a fatal TLS error or ENOMEM: the
+ * caller aborts the connection.
+ */
+static bool conn_seal(struct dpdk_conn *c)
+{
+    if (c->tls.ssl == NULL)
+        return true;
+    if (c->sealed < c->out.len) {
+        for (size_t off = c->sealed; c->tls.established && off < c->out.len;) {
+            ssize_t n = tls_conn_write(&c->tls, c->out.data + off, c->out.len - off);
+            if (n <= 0)
+                return false;
+            off += (size_t)n;
+        }
+        c->out.len = c->sealed;
+    }
+    size_t pend;
+    while ((pend = tls_conn_output_pending(&c->tls)) > 0) {
+        if (buf_reserve(&c->out, pend) < 0)
+            return false;
+        c->out.len += tls_conn_take_output(&c->tls, c->out.data + c->out.len, pend);
+    }
+    c->sealed = c->out.len;
+    return true;
 }
 
 static void pending_add(struct dpdk_worker *w, struct dpdk_conn *c)
@@ -152,6 +198,11 @@ static void pending_add(struct dpdk_worker *w, struct dpdk_conn *c)
 static bool conn_flush(struct dpdk_worker *w, struct dpdk_conn *c)
 {
     for (;;) {
+        if (unlikely(!conn_seal(c))) {
+            net_tcp_abort(c->tc);
+            conn_release(w, c);
+            return false;
+        }
         size_t off0 = c->out_off;
         while (c->out_off < c->out.len) {
             size_t room = net_tcp_conn_snd_free(c->tc);
@@ -178,7 +229,10 @@ static bool conn_flush(struct dpdk_worker *w, struct dpdk_conn *c)
         }
         buf_reset(&c->out);
         c->out_off = 0;
-        if (!c->grpc || !grpc_conn_want_write(&c->gc))
+        c->sealed = 0;
+        /* (nghttp2's frames wait for the end of a TLS handshake) */
+        if (!c->grpc || !grpc_conn_want_write(&c->gc) ||
+            (c->tls.ssl != NULL && !c->tls.established))
             break;
         if (net_tcp_conn_snd_free(c->tc) == 0) {
             pending_add(w, c); /* nghttp2 holds more: pull it once ACKs make room */
@@ -220,7 +274,9 @@ static void flush_pending(struct dpdk_worker *w)
  * instead of reading requests we would answer with 429/503. */
 static bool pipeline_has_room(struct dpdk_worker *w)
 {
-    return pipeline_admit(w->s->p, w->id, 1) == 0 && pipeline_free_batches(w->s->p) > 0;
+    /* ... and above the memory limiter's soft limit (memory_limiter). */
+    return pipeline_admit(w->s->p, w->id, 1) == 0 && pipeline_free_batches(w->s->p) > 0 &&
+           memlimit_state(receiver_memlimit(w->s->r)) == MEMLIMIT_OK;
 }
 
 static void conn_window(struct dpdk_worker *w, struct dpdk_conn *c)
@@ -267,7 +323,13 @@ static void *app_accept(void *ctx, struct net_tcp_conn *tc)
     }
     /* The stack listens on both ports; the local port says which receiver. */
     bool grpc = w->gw != NULL && net_tcp_conn_local_port(tc) == w->s->grpc_port;
+    if (w->tw != NULL &&
+        tls_conn_init_mem(&c->tls, w->tw, grpc ? TLS_ALPN_H2 : TLS_ALPN_HTTP1) < 0) {
+        dpdk_stat_add(&w->st.refused, 1);
+        return NULL;
+    }
     if ((grpc ? grpc_conn_init(&c->gc, w->gw) : receiver_conn_init(&c->rc, w->rw)) < 0) {
+        tls_conn_fini(&c->tls);
         dpdk_stat_add(&w->st.refused, 1);
         return NULL;
     }
@@ -277,8 +339,9 @@ static void *app_accept(void *ctx, struct net_tcp_conn *tc)
     c->want_close = false;
     c->throttled = false;
     c->out_off = 0;
+    c->sealed = 0;
     buf_reset(&c->out);
-    c->last_active_ms = w->now_ms;
+    c->last_active_ms = c->accepted_ms = w->now_ms;
     w->n_conns++;
     dpdk_stat_add(&w->st.conns, 1);
     dpdk_stat_add(&w->st.accepted, 1);
@@ -294,12 +357,107 @@ static void *app_accept(void *ctx, struct net_tcp_conn *tc)
         /* The server SETTINGS go first. They leave from the pending list in
          * this loop iteration: inside on_accept the connection is not the
          * application's yet, so nothing here may close it. Client bytes
-         * carried by the handshake's ACK are appended behind them. */
-        if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
-            c->want_close = true;
-        pending_add(w, c);
+         * carried by the handshake's ACK are appended behind them. Over
+         * TLS they follow the handshake instead (tls_input). */
+        if (c->tls.ssl == NULL) {
+            if (grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE)
+                c->want_close = true;
+            pending_add(w, c);
+        }
     }
     return c;
+}
+
+/* In-order application bytes (decrypted when TLS) into the receiver; the
+ * response is flushed. Returns false when the connection is gone. */
+static bool conn_input(struct dpdk_worker *w, struct dpdk_conn *c, const uint8_t *data,
+                       size_t len)
+{
+    if (c->want_close) {
+        /* An error response is queued and we close after it: discard. */
+        net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
+        return true;
+    }
+    if (c->grpc) {
+        /* grpc_conn_input() takes every byte (nghttp2 buffers what a stream
+         * has not completed), so the TCP budget goes straight back to full:
+         * back-pressure for gRPC is HTTP/2 flow control (the receiver
+         * withholds WINDOW_UPDATE while the pipeline is full; the 50 ms
+         * scan hands the credit back). Closing the TCP window as well would
+         * also hold back the client's PING, SETTINGS and WINDOW_UPDATE
+         * frames and fight the receiver's own resumption. */
+        if (grpc_conn_input(&c->gc, data, len, &c->out) == GRPC_CLOSE)
+            c->want_close = true;
+        if (!conn_flush(w, c))
+            return false;
+        net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
+        return true;
+    }
+    if (receiver_conn_input(&c->rc, data, len, &c->out) == RECEIVER_CLOSE)
+        c->want_close = true;
+    if (!conn_flush(w, c))
+        return false;
+    conn_window(w, c);
+    return true;
+}
+
+/*
+ * receiver.tls: TLS records from the peer. The handshake runs on the
+ * memory BIOs and its records leave through conn_flush(); a failed one is
+ * counted by lib/tls, its alert sent, the connection closed (an http:// URL
+ * on the TLS port gets lib/tls's plain 400 instead). Decrypted bytes go to
+ * conn_input() one record batch at a time; close_notify counts as FIN.
+ */
+static void tls_input(struct dpdk_worker *w, struct dpdk_conn *c, const uint8_t *data,
+                      size_t len)
+{
+    if (unlikely(tls_conn_feed(&c->tls, data, len) < 0)) {
+        net_tcp_abort(c->tc);
+        conn_release(w, c);
+        return;
+    }
+    if (!c->tls.established) {
+        int rc = tls_conn_handshake(&c->tls);
+        if (rc == -EAGAIN) {
+            conn_flush(w, c); /* our handshake records */
+            return;
+        }
+        if (rc < 0) {
+            c->want_close = true;
+            if (c->tls.plain_http && !c->grpc) {
+                uint8_t drop[256]; /* no alert: the client reads plain text */
+                while (tls_conn_take_output(&c->tls, drop, sizeof(drop)) > 0)
+                    ;
+                buf_reset(&c->out);
+                c->out_off = 0;
+                (void)buf_append(&c->out, tls_plain_http_response,
+                                 strlen(tls_plain_http_response));
+                c->sealed = c->out.len; /* wire bytes as they are */
+            }
+            conn_flush(w, c);
+            return;
+        }
+        if (c->grpc && grpc_conn_output(&c->gc, &c->out) == GRPC_CLOSE) /* server SETTINGS */
+            c->want_close = true;
+    }
+    for (;;) {
+        ssize_t n = tls_conn_read(&c->tls, w->tls_buf, DPDK_TLS_BUF);
+        if (n > 0) {
+            if (!conn_input(w, c, w->tls_buf, (size_t)n))
+                return;
+            continue;
+        }
+        if (n == -EAGAIN)
+            break;
+        if (n == 0) { /* close_notify: answer what is answered, then close */
+            c->want_close = true;
+            break;
+        }
+        net_tcp_abort(c->tc); /* -EIO: a bad record */
+        conn_release(w, c);
+        return;
+    }
+    conn_flush(w, c);
 }
 
 static void app_data(void *ctx, struct net_tcp_conn *tc, void *app_conn, const uint8_t *data,
@@ -317,30 +475,10 @@ static void app_data(void *ctx, struct net_tcp_conn *tc, void *app_conn, const u
         conn_flush(w, c);
         return;
     }
-    if (c->want_close) {
-        /* An error response is queued and we close after it: discard. */
-        net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
-        return;
-    }
-    if (c->grpc) {
-        /* grpc_conn_input() takes every byte (nghttp2 buffers what a stream
-         * has not completed), so the TCP budget goes straight back to full:
-         * back-pressure for gRPC is HTTP/2 flow control (the receiver
-         * withholds WINDOW_UPDATE while the pipeline is full; the 50 ms
-         * scan hands the credit back). Closing the TCP window as well would
-         * also hold back the client's PING, SETTINGS and WINDOW_UPDATE
-         * frames and fight the receiver's own resumption. */
-        if (grpc_conn_input(&c->gc, data, len, &c->out) == GRPC_CLOSE)
-            c->want_close = true;
-        if (conn_flush(w, c))
-            net_tcp_set_rcv_space(c->tc, w->s->cfg->dataplane.dpdk.rcv_space_bytes);
-        return;
-    }
-    if (receiver_conn_input(&c->rc, data, len, &c->out) == RECEIVER_CLOSE)
-        c->want_close = true;
-    if (!conn_flush(w, c))
-        return;
-    conn_window(w, c);
+    if (c->tls.ssl != NULL)
+        tls_input(w, c, data, len);
+    else
+        conn_input(w, c, data, len);
 }
 
 static void app_closed(void *ctx, struct net_tcp_conn *tc, void *app_conn,
@@ -363,7 +501,21 @@ static void scan_timeouts(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
     const struct svc_config *cfg = w->s->cfg;
     for (unsigned i = 0; i < w->max_conns; i++) {
         struct dpdk_conn *c = &w->conns[i];
-        if (c->tc == NULL || c->want_close || c->grpc)
+        if (c->tc == NULL || c->want_close)
+            continue;
+        if (c->tls.ssl != NULL && !c->tls.established) { /* both protocols */
+            uint64_t age = now_ms > c->accepted_ms ? now_ms - c->accepted_ms : 0;
+            if (age >= cfg->receiver.request_timeout_ms) {
+                tls_conn_handshake_timeout(&c->tls);
+                obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
+                dpdk_stat_add(&w->st.timeouts, 1);
+                conn_close(w, c);
+            } else if (stopping) {
+                conn_close(w, c);
+            }
+            continue;
+        }
+        if (c->grpc)
             continue;
         bool req = receiver_conn_busy(&c->rc);
         bool busy = req || c->out_off < c->out.len;
@@ -444,7 +596,7 @@ static void scan_grpc(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
     struct dpdk_conn *c = w->grpc_conns;
     while (c != NULL) {
         struct dpdk_conn *next = c->grpc_next; /* c may be released */
-        if (!c->want_close)
+        if (!c->want_close && (c->tls.ssl == NULL || c->tls.established))
             grpc_timers(w, c, now_ms, now_ns, stopping);
         c = next;
     }
@@ -608,6 +760,7 @@ static int stack_create(struct dpdk_server *s, struct dpdk_worker *w, const uint
     nc.tx_cksum_offload = false; /* checksums in software: works on every PMD */
     nc.secret_set = true;
     memcpy(nc.secret, secret, sizeof(nc.secret));
+    nc.replay_isn = d->replay_isn; /* checked in dpdk_server_create() */
     static const struct net_tx_ops tx = {.alloc = tx_alloc, .send = tx_send};
     static const struct net_app_ops app = {
         .on_accept = app_accept, .on_data = app_data, .on_closed = app_closed};
@@ -649,6 +802,21 @@ int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct 
     if (gr != NULL &&
         (cfg->receiver.grpc_port == 0 || cfg->receiver.grpc_port == cfg->receiver.http_port))
         return -EINVAL;
+    /* replay_isn makes every ISN public: only for pcap files replayed by
+     * net_pcap (benchmarks, tests), never on a port that faces a network:
+     * no net_pcap on a live interface (iface=, rx_iface=, tx_iface=), and
+     * dpdk_port_init() checks that the port's driver is net_pcap. */
+    if (cfg->dataplane.dpdk.replay_isn) {
+        const char *ea = cfg->dataplane.dpdk.eal_args;
+        if (ea == NULL || strstr(ea, "rx_pcap=") == NULL || strstr(ea, "iface=") != NULL) {
+            log_error("dataplane.dpdk.replay_isn is for pcap replay only", "reason=%s",
+                      "eal_args needs a net_pcap vdev reading rx_pcap= files and no live "
+                      "interface; replay_isn makes every TCP ISN predictable");
+            return -EINVAL;
+        }
+        log_warn("dataplane.dpdk.replay_isn is on: INSECURE, benchmarks only", "detail=%s",
+                 "TCP ISNs are a public function of the 4-tuple; a SYN replaces a connection");
+    }
     struct dpdk_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
@@ -728,6 +896,29 @@ fail:
     return rc;
 }
 
+int dpdk_server_set_tls(struct dpdk_server *s, struct tls_ctx *tls)
+{
+    if (s == NULL || tls == NULL || s->tls != NULL || !s->stopped)
+        return -EINVAL;
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        struct dpdk_worker *w = &s->workers[i];
+        int rc = tls_worker_create(tls, i, &w->tw);
+        if (rc == 0 && (w->tls_buf = malloc(DPDK_TLS_BUF)) == NULL)
+            rc = -ENOMEM;
+        if (rc < 0) {
+            for (unsigned k = 0; k <= i; k++) {
+                tls_worker_destroy(s->workers[k].tw);
+                s->workers[k].tw = NULL;
+                free(s->workers[k].tls_buf);
+                s->workers[k].tls_buf = NULL;
+            }
+            return rc;
+        }
+    }
+    s->tls = tls;
+    return 0;
+}
+
 int dpdk_server_start(struct dpdk_server *s)
 {
     atomic_store(&s->stopping, 0);
@@ -744,11 +935,14 @@ int dpdk_server_start(struct dpdk_server *s)
         w->launched = true;
     }
     const struct dpdk_config *d = &s->cfg->dataplane.dpdk;
-    log_info("otlp/http receiver listening (dpdk)", "ip=%s port=%u dpdk_port=%u workers=%u", d->ip,
-             (unsigned)s->cfg->receiver.http_port, (unsigned)s->port, s->n_workers);
+    log_info("otlp/http receiver listening (dpdk)",
+             "ip=%s port=%u dpdk_port=%u workers=%u tls=%s", d->ip,
+             (unsigned)s->cfg->receiver.http_port, (unsigned)s->port, s->n_workers,
+             s->tls ? "true" : "false");
     if (s->gr != NULL)
-        log_info("otlp/grpc receiver listening (dpdk)", "ip=%s port=%u dpdk_port=%u workers=%u",
-                 d->ip, (unsigned)s->grpc_port, (unsigned)s->port, s->n_workers);
+        log_info("otlp/grpc receiver listening (dpdk)",
+                 "ip=%s port=%u dpdk_port=%u workers=%u tls=%s", d->ip, (unsigned)s->grpc_port,
+                 (unsigned)s->port, s->n_workers, s->tls ? "true" : "false");
     return 0;
 }
 
@@ -782,6 +976,8 @@ void dpdk_server_destroy(struct dpdk_server *s)
             net_stack_destroy(w->stack); /* on_closed for connections still held */
             receiver_worker_destroy(w->rw);
             grpc_worker_destroy(w->gw); /* after the stack: its connections are finished */
+            tls_worker_destroy(w->tw);
+            free(w->tls_buf);
             if (w->conns != NULL)
                 for (unsigned k = 0; k < w->max_conns; k++)
                     buf_free(&w->conns[k].out);

@@ -15,6 +15,7 @@ struct grpc_receiver;
 struct pipeline;
 struct obs_registry;
 struct dpdk_server;
+struct tls_ctx;
 
 /*
  * Initialise the EAL from cfg->dataplane.dpdk.eal_args (prepended with the
@@ -41,6 +42,16 @@ struct dpdk_server;
 int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
                        struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
                        struct dpdk_server **out);
+
+/*
+ * Serve both listeners over TLS with `tls` (lib/tls over memory BIOs: the
+ * records travel through the userspace TCP stack): call after
+ * dpdk_server_create() and before dpdk_server_start(). Borrows tls until
+ * dpdk_server_destroy(); tls_ctx_reload() may run meanwhile from another
+ * thread (new connections pick up the new certificates).
+ * Returns 0, -EINVAL (NULL, set twice, or already started), -ENOMEM.
+ */
+int dpdk_server_set_tls(struct dpdk_server *s, struct tls_ctx *tls);
 
 /* Launch the worker loops on their lcores. Returns 0, or -EBUSY when an
  * lcore is not free (nothing keeps running then). */

@@ -22,6 +22,13 @@ int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct 
     return -ENOTSUP;
 }
 
+int dpdk_server_set_tls(struct dpdk_server *s, struct tls_ctx *tls)
+{
+    (void)s;
+    (void)tls;
+    return -ENOTSUP;
+}
+
 int dpdk_server_start(struct dpdk_server *s)
 {
     (void)s;

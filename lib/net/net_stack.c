@@ -16,7 +16,7 @@ void net_config_defaults(struct net_config *cfg)
     cfg->snd_buf_bytes = 16384;
     cfg->rcv_space_bytes = 256 * 1024;
     cfg->rcv_wscale = 4;
-    cfg->ooo_buf_bytes = 64 * 1024;
+    cfg->ooo_buf_bytes = 256 * 1024;
     cfg->ooo_bufs = 512;
     cfg->rto_initial_us = 1000000;
     cfg->rto_min_us = 200000;
@@ -91,7 +91,9 @@ int net_stack_create(const struct net_config *cfg, const struct net_tx_ops *tx, 
     rc = -ENOMEM;
 
     uint8_t key[16];
-    if (cfg->secret_set) {
+    if (cfg->replay_isn) {
+        memcpy(key, NET_REPLAY_ISN_KEY, sizeof(key));
+    } else if (cfg->secret_set) {
         memcpy(key, cfg->secret, sizeof(key));
     } else if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
         rc = -EIO;

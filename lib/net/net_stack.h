@@ -60,7 +60,18 @@ struct net_config {
                               into the TCP checksum, for NIC offload */
     bool secret_set;       /* use `secret` (all lcores must share it) */
     uint8_t secret[16];    /* SYN cookie / ISN key (RFC 6528); random if unset */
+    /* BENCHMARK ONLY, INSECURE: the ISN becomes a fixed public function
+     * (the SYN cookie keyed with NET_REPLAY_ISN_KEY, its clock stopped at 0)
+     * so a recorded pcap of complete conversations can be replayed; and a
+     * SYN for a 4-tuple that still has a connection (any state) replaces it,
+     * so the same conversations can be replayed again. Anyone can then
+     * complete a handshake without seeing the SYN-ACK. Overrides `secret`. */
+    bool replay_isn;
 };
+
+/* The public key of replay_isn (bench/otlp_traffic.py has the same bytes). */
+#define NET_REPLAY_ISN_KEY "otlp-replay-isn!"
+
 
 /* Fill `cfg` with defaults (no address, no port). */
 void net_config_defaults(struct net_config *cfg);

@@ -73,6 +73,7 @@ enum net_drop_reason {
     X(tcp_resets_rx, "tcp_resets_rx") /* valid RSTs that aborted a connection */                   \
     X(tcp_resets_tx, "tcp_resets_tx")                                                              \
     X(tcp_challenge_acks, "tcp_challenge_acks")                                                    \
+    X(tcp_reopened, "tcp_reopened") /* SYN that reopened a 4-tuple (TIME_WAIT; replay_isn: any) */ \
     X(tcp_retransmits, "tcp_retransmits") /* RTO expiries that resent data or FIN */               \
     X(tcp_rto_aborts, "tcp_rto_aborts")   /* retry limit reached */                                \
     X(tcp_keepalive_aborts, "tcp_keepalive_aborts")                                                \

@@ -8,7 +8,10 @@
  * keyed with the per-process secret over the 4-tuple, the peer's ISN and a
  * 64-second time counter, so the ISN is a keyed hash as RFC 6528 asks and a
  * cookie is valid for 64 to 128 s. MSS is rounded down to a table entry;
- * SACK-permitted and timestamps are not kept (we do neither). */
+ * SACK-permitted and timestamps are not kept (we do neither).
+ * With net_config.replay_isn (benchmarks) the key is NET_REPLAY_ISN_KEY and
+ * the clock stays at 0, so the ISN is a public function a pcap generator
+ * reproduces (bench/otlp_traffic.py replay_isn()). */
 #include "net/net_internal.h"
 
 #define NET_COOKIE_TICK_SHIFT 26 /* 2^26 us = 67 s */
@@ -93,6 +96,11 @@ static uint64_t cookie_hash(struct net_stack *s, const struct net_tcp_seg *g, ui
     return net_siphash(s->sip_key, in, sizeof(in));
 }
 
+static inline uint64_t cookie_tick(const struct net_stack *s)
+{
+    return s->cfg.replay_isn ? 0 : s->now_us >> NET_COOKIE_TICK_SHIFT;
+}
+
 uint32_t net_syncookie_make(struct net_stack *s, const struct net_tcp_seg *g, uint16_t *mss,
                             int8_t wscale)
 {
@@ -105,7 +113,7 @@ uint32_t net_syncookie_make(struct net_stack *s, const struct net_tcp_seg *g, ui
             idx = i;
     *mss = net_cookie_mss[idx];
     unsigned ws = wscale < 0 ? NET_COOKIE_WS_NONE : (unsigned)wscale;
-    uint64_t h = cookie_hash(s, g, g->seq, s->now_us >> NET_COOKIE_TICK_SHIFT);
+    uint64_t h = cookie_hash(s, g, g->seq, cookie_tick(s));
     uint32_t data = ((idx << 4 | ws) ^ (uint32_t)(h >> 57)) & 0x7f;
     return data << NET_COOKIE_CHECK_BITS | ((uint32_t)h & NET_COOKIE_CHECK_MASK);
 }
@@ -114,7 +122,7 @@ int net_syncookie_check(struct net_stack *s, const struct net_tcp_seg *g, uint16
                         int8_t *wscale)
 {
     uint32_t cookie = g->ack - 1;
-    uint64_t tick = s->now_us >> NET_COOKIE_TICK_SHIFT;
+    uint64_t tick = cookie_tick(s);
     for (unsigned age = 0; age < 2 && age <= tick; age++) {
         uint64_t h = cookie_hash(s, g, g->seq - 1, tick - age);
         if ((cookie & NET_COOKIE_CHECK_MASK) != ((uint32_t)h & NET_COOKIE_CHECK_MASK))

@@ -35,7 +35,8 @@ enum net_tcp_state {
     X(RESET, "reset")           /* valid RST from the peer */                                      \
     X(RETRANSMIT, "retransmit") /* retransmission limit reached; RST sent */                       \
     X(KEEPALIVE, "keepalive")   /* keepalive probes unanswered; RST sent */                        \
-    X(DESTROY, "destroy")       /* net_stack_destroy() */
+    X(DESTROY, "destroy")       /* net_stack_destroy() */                                       \
+    X(REPLACED, "replaced")     /* a new SYN took the 4-tuple (net_config.replay_isn) */
 
 enum net_tcp_close_reason {
 #define X(n, l) NET_TCP_CLOSE_##n,

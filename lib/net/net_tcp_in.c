@@ -295,11 +295,26 @@ static void tcp_conn_segment_body(struct net_stack *s, struct net_tcp_conn *c,
     uint32_t seg_len = len + ((flags & NET_TCP_SYN) ? 1u : 0u) + (fin ? 1u : 0u);
     uint32_t wnd = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
 
+    /* replay_isn (benchmarks only): a pcap replayed again opens the same
+     * 4-tuples with the same ISNs, below the old sequence space; its SYN
+     * replaces whatever the last pass left (TIME_WAIT, or a conversation
+     * that went astray), so one bad pass cannot poison the next. */
+    if (unlikely(s->cfg.replay_isn) && (flags & NET_TCP_SYN) &&
+        !(flags & (NET_TCP_ACK | NET_TCP_RST))) {
+        s->stats.tcp_reopened++;
+        if (c->state == NET_TCP_TIME_WAIT)
+            c->state = NET_TCP_CLOSED;
+        else
+            net_tcp_conn_drop(s, c, NET_TCP_CLOSE_REPLACED);
+        tcp_listen_input(s, g);
+        return;
+    }
     /* RFC 9293 3.10.7.4: a new SYN may reopen a TIME_WAIT pair when it is
      * above the old sequence space. */
     if (c->state == NET_TCP_TIME_WAIT && (flags & NET_TCP_SYN) &&
         !(flags & (NET_TCP_ACK | NET_TCP_RST))) {
         if (SEQ_GT(seq, c->rcv_nxt)) {
+            s->stats.tcp_reopened++;
             c->state = NET_TCP_CLOSED;
             tcp_listen_input(s, g);
         } else {

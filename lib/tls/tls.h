@@ -62,6 +62,7 @@ struct tls_conn {
     bool failed;      /* fatal error: no close_notify, no more I/O */
     bool shut;        /* close_notify sent */
     bool plain_http;  /* the failed handshake began like a plain HTTP request */
+    bool mem;         /* memory BIOs (tls_conn_init_mem) */
 };
 
 /* ---- server context ---- */
@@ -168,6 +169,30 @@ bool tls_conn_pending(const struct tls_conn *c);
  * the same bytes at the same offset (more may follow them).
  */
 ssize_t tls_conn_write(struct tls_conn *c, const uint8_t *buf, size_t len);
+
+/* ---- per connection, without a socket (memory BIOs) ----
+ * For a transport that owns the TCP bytes itself (lib/dpdk over the
+ * userspace stack): the transport hands received ciphertext in with
+ * tls_conn_feed() and sends what tls_conn_take_output() gives out after
+ * every call that can produce records (handshake, write, shutdown). The
+ * handshake, read and write functions above work unchanged; -EAGAIN then
+ * means "feed more ciphertext" (c->want_write is never set: the output
+ * BIO has no limit). */
+
+/* Start server-side TLS over memory BIOs. Returns 0, -ENOMEM (nothing to
+ * release then). */
+int tls_conn_init_mem(struct tls_conn *c, struct tls_worker *tw, enum tls_alpn alpn);
+
+/* Append `len` bytes received from the peer (borrowed until return).
+ * Returns 0, -ENOMEM, -EINVAL (not a memory-BIO connection). */
+int tls_conn_feed(struct tls_conn *c, const uint8_t *data, size_t len);
+
+/* Bytes of records waiting to be sent. */
+size_t tls_conn_output_pending(const struct tls_conn *c);
+
+/* Move up to `cap` bytes of waiting records into buf. Returns the count
+ * (0: nothing waits). */
+size_t tls_conn_take_output(struct tls_conn *c, uint8_t *buf, size_t cap);
 
 /* Send close_notify once, best effort (never blocks), when the handshake
  * completed and no fatal error happened. The socket stays open. */

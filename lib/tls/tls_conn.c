@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Per-connection TLS between a non-blocking kernel socket and the receivers:
+/* Per-connection TLS between a non-blocking kernel socket (or, for the
+ * userspace TCP stack of lib/dpdk, a pair of memory BIOs) and the receivers:
  * handshake, read, write and close_notify, with OpenSSL's WANT_READ /
  * WANT_WRITE turned into -EAGAIN plus the direction the transport must wait
  * for, and handshake failures counted by reason. */
@@ -39,6 +40,63 @@ int tls_conn_init(struct tls_conn *c, struct tls_worker *tw, int fd, enum tls_al
     c->tw = tw;
     c->alpn = (uint8_t)alpn;
     return 0;
+}
+
+int tls_conn_init_mem(struct tls_conn *c, struct tls_worker *tw, enum tls_alpn alpn)
+{
+    memset(c, 0, sizeof(*c));
+    tls_worker_refresh(tw);
+    ERR_clear_error();
+    SSL *ssl = SSL_new(tw->ctx);
+    BIO *rb = BIO_new(BIO_s_mem());
+    BIO *wb = BIO_new(BIO_s_mem());
+    if (ssl == NULL || rb == NULL || wb == NULL) {
+        SSL_free(ssl);
+        BIO_free(rb);
+        BIO_free(wb);
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    BIO_set_mem_eof_return(rb, -1); /* empty means "retry", not EOF */
+    SSL_set_bio(ssl, rb, wb);      /* the SSL owns both from here */
+    SSL_set_accept_state(ssl);
+    SSL_set_app_data(ssl, c);
+    c->ssl = ssl;
+    c->tw = tw;
+    c->alpn = (uint8_t)alpn;
+    c->mem = true;
+    return 0;
+}
+
+int tls_conn_feed(struct tls_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->ssl == NULL || !c->mem)
+        return -EINVAL;
+    while (len > 0) {
+        int n = BIO_write(SSL_get_rbio(c->ssl), data, (int)BASE_MIN(len, (size_t)INT_MAX));
+        if (n <= 0) {
+            ERR_clear_error();
+            return -ENOMEM;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+size_t tls_conn_output_pending(const struct tls_conn *c)
+{
+    if (c->ssl == NULL || !c->mem)
+        return 0;
+    return BIO_ctrl_pending(SSL_get_wbio(c->ssl));
+}
+
+size_t tls_conn_take_output(struct tls_conn *c, uint8_t *buf, size_t cap)
+{
+    if (c->ssl == NULL || !c->mem || cap == 0)
+        return 0;
+    int n = BIO_read(SSL_get_wbio(c->ssl), buf, (int)BASE_MIN(cap, (size_t)INT_MAX));
+    return n > 0 ? (size_t)n : 0;
 }
 
 /* Map a failed handshake to its reason; `detail` gets OpenSSL's words (or

@@ -55,8 +55,11 @@ class DpdkRig:
     """The service on net_tap plus its namespace. stop() is idempotent."""
 
     def __init__(self, tmp_path, upstream=None, hugepages=False, exporter=None, workers=1,
-                 grpc=True, batch=None, receiver=None):
+                 grpc=True, batch=None, receiver=None, tls_args=None):
         self.tmp = tmp_path
+        # receiver.tls: curl's TLS arguments for the first request (https)
+        self.tls_args = [str(a) for a in tls_args] if tls_args else None
+        self.url = URL.replace("http://", "https://") if tls_args else URL
         self.iface = "otlpt%05d" % random.randint(0, 99999)
         self.ns = "%s-%d" % (os.environ.get("OTLP_RIG_PREFIX", "otlp-rig-%d" % os.getpid()),
                               random.randint(0, 99999))
@@ -97,10 +100,11 @@ class DpdkRig:
             assert out.returncode == 0, out.stderr
             self.rigged = True
             # The first exchange also resolves ARP both ways.
-            itlib.wait_for(lambda: self.curl_status(["-X", "POST", "-H",
-                                                     "Content-Type: application/json",
-                                                     "--data", '{"resourceSpans":[]}',
-                                                     URL + "/v1/traces"]) == 200,
+            ca = self.tls_args or []
+            itlib.wait_for(lambda: self.curl_status(ca + ["-X", "POST", "-H",
+                                                          "Content-Type: application/json",
+                                                          "--data", '{"resourceSpans":[]}',
+                                                          self.url + "/v1/traces"]) == 200,
                            20, interval=0.2, what="first request through the TAP")
         except BaseException:
             print(self.gw.log_tail(60))

@@ -19,6 +19,7 @@ import random
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -36,7 +37,12 @@ def main():
     ap.add_argument("--dup", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stats", required=True)
+    ap.add_argument("--pcap", help="also write every forwarded frame here (for debugging)")
     o = ap.parse_args()
+    pcap = None
+    if o.pcap:
+        pcap = open(o.pcap, "wb")
+        pcap.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     rnd = random.Random(o.seed)
     socks = {}
     for name in (o.a, o.b):
@@ -60,7 +66,11 @@ def main():
             out.send(frame)
             st["forwarded"] += 1
         except OSError:
-            pass
+            return
+        if pcap is not None:
+            t = time.time()
+            pcap.write(struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)))
+            pcap.write(frame)
 
     print("ready", flush=True)
     while running[0]:
@@ -98,6 +108,8 @@ def main():
             if now - t >= HOLD_S:
                 send(out, frame)
                 del held[out]
+    if pcap is not None:
+        pcap.close()
     with open(o.stats, "w") as f:
         json.dump(st, f)
     return 0

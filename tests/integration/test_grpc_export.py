@@ -128,7 +128,7 @@ def grpc_upstream(tmp_path):
 
 def grpc_gateway(start_gateway, up, **exporter):
     ex = {"protocol": "grpc", "endpoint": up.endpoint, "compression": "gzip",
-          "headers": {"X-Tenant": "acme"}}
+          "headers": {"X-Tenant": "acme"}, "tls": {"insecure": True}}  # h2c upstream
     ex.update(exporter)
     return start_gateway(None, exporter=ex)
 

@@ -186,7 +186,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.dataplane.dpdk.max_conns_per_lcore, 4096);
     assert_int_equal(c.dataplane.dpdk.snd_buf_bytes, 16384);
     assert_int_equal(c.dataplane.dpdk.rcv_space_bytes, 256 * 1024);
-    assert_int_equal(c.dataplane.dpdk.ooo_buf_bytes, 64 * 1024);
+    assert_int_equal(c.dataplane.dpdk.ooo_buf_bytes, 256 * 1024);
     assert_int_equal(c.dataplane.dpdk.time_wait_ms, 2000);
     assert_int_equal(c.batch.max_queue_size, 8192);
     assert_int_equal(c.batch.max_export_batch_size, 1024);
@@ -669,6 +669,8 @@ static void test_env_expansion(void **state)
     load_ok("exporter:\n"
             "  protocol: otlp_http\n"
             "  endpoint: \"http://${CFGTEST_HOST}:4318\"\n"
+            "  tls:\n"
+            "    insecure: true\n"
             "  headers:\n"
             "    x-token: ${CFGTEST_TOKEN:-none}\n"
             "receiver:\n"
@@ -849,6 +851,25 @@ static void test_cross_field(void **state)
                   "batch\n");
     expect_errors("exporter:\n  protocol: otlp_http\n",
                   "t.yaml:2: exporter.endpoint: required when exporter.protocol is otlp_http\n");
+    /* Plain http:// only with tls.insecure, for every exporter that sends. */
+    expect_errors("exporter:\n  protocol: grpc\n  endpoint: http://c:4317\n",
+                  "t.yaml:3: exporter.endpoint: a plain http:// endpoint sends telemetry "
+                  "unencrypted; use https:// or set exporter.tls.insecure: true\n");
+    expect_errors("exporter:\n  protocol: loadbalancing\n  loadbalancing:\n"
+                  "    endpoints: https://a:4318,http://b:4318\n",
+                  "t.yaml:4: exporter.loadbalancing.endpoints: plain http:// endpoints send "
+                  "telemetry unencrypted; use https or set exporter.tls.insecure: true\n");
+    expect_errors("exporter:\n  protocol: loadbalancing\n  loadbalancing:\n"
+                  "    resolver: dns\n    hostname: c.example\n",
+                  "t.yaml:4: exporter.loadbalancing.scheme: plain http:// endpoints send "
+                  "telemetry unencrypted; use https or set exporter.tls.insecure: true\n");
+    struct svc_config ok;
+    load_ok("exporter:\n  protocol: otlp_http\n  endpoint: http://c:4318\n  tls:\n"
+            "    insecure: true\n",
+            &ok);
+    config_free(&ok);
+    load_ok("exporter:\n  protocol: grpc\n  endpoint: https://c:4317\n", &ok);
+    config_free(&ok);
     expect_errors("exporter:\n  retry:\n    initial_interval_ms: 60000\n",
                   "t.yaml:3: exporter.retry.initial_interval_ms: 60000 is above "
                   "exporter.retry.max_interval_ms (30000)\n");

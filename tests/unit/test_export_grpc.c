@@ -503,7 +503,8 @@ static void test_create_errors(void **state)
     /* the configuration accepts the protocol name */
     struct buf errs;
     assert_int_equal(buf_init(&errs, 256, 0), 0);
-    const char *y = "exporter:\n  protocol: grpc\n  endpoint: http://127.0.0.1:4317\n";
+    const char *y = "exporter:\n  protocol: grpc\n  endpoint: http://127.0.0.1:4317\n"
+                    "  tls:\n    insecure: true\n";
     assert_int_equal(config_load_buffer("t.yaml", y, strlen(y), &cfg, &errs), 0);
     assert_int_equal(cfg.exporter.protocol, EXPORTER_GRPC);
     assert_string_equal(config_exporter_protocol_name(cfg.exporter.protocol), "grpc");

@@ -168,6 +168,7 @@ static void h_config(struct net_config *cfg)
     cfg->n_listen_ports = 1;
     cfg->max_conns = 64;
     cfg->ooo_bufs = 8;
+    cfg->ooo_buf_bytes = 64 * 1024; /* the cases below are sized for 64 KiB */
     cfg->secret_set = true;
     memset(cfg->secret, 0x5a, sizeof(cfg->secret));
 }

@@ -699,6 +699,87 @@ static void test_time_wait_reopen(void **state)
     h_free(h);
 }
 
+/* The checksum (summed as native 32-bit words, RFC 1071 2(B)) against the
+ * harness's byte-wise reference: every payload length 0..1500, odd ones
+ * included, passes; one flipped bit at each offset of a segment fails. */
+static void test_checksum_every_length(void **state)
+{
+    (void)state;
+    struct h *h = h_new();
+    h->cfg.rcv_space_bytes = 1u << 20;
+    struct peer p = peer_at(40000);
+    p_connect(h, &p);
+    uint64_t rx0 = st(h)->tcp_rx_bytes;
+    uint64_t want = 0;
+    for (size_t n = 0; n <= 1460; n++) {
+        p_send(h, &p, F_PSH, pattern + (n * 13) % 4096, n);
+        want += n;
+        h->rx_len = 0;
+    }
+    assert_int_equal(st(h)->tcp_rx_bytes - rx0, want);
+    assert_int_equal(drops(h, NET_DROP_TCP_CHECKSUM), 0);
+    for (size_t off = 0; off < 20 + 61; off++) {
+        if (off == 12) /* the data offset: checked before the checksum */
+            continue;
+        uint8_t f[FRAME_MAX];
+        size_t n = build_tcp(f, &(struct seg){.sport = p.port, .seq = p.seq, .ack = p.ack,
+                                              .flags = F_ACK, .wnd = p.wnd, .data = pattern,
+                                              .len = 61});
+        f[34 + off] ^= (uint8_t)(1u << (off % 8));
+        h_input(h, f, n);
+    }
+    assert_int_equal(drops(h, NET_DROP_TCP_CHECKSUM), 20 + 61 - 1);
+    h_free(h);
+}
+
+/* replay_isn (benchmarks): the ISN is the cookie keyed with the public
+ * NET_REPLAY_ISN_KEY at clock 0; the expected values come from
+ * bench/otlp_traffic.py replay_isn(), so the pcap generator and the stack
+ * cannot drift. A SYN replayed on a live or TIME_WAIT 4-tuple reopens it. */
+static void test_replay_isn(void **state)
+{
+    (void)state;
+    struct h *h = calloc(1, sizeof(*h));
+    assert_non_null(h);
+    h_config(&h->cfg);
+    h->cfg.replay_isn = true;
+    h_new_cfg(h);
+    h_advance(h, 3600ull * 1000000u); /* the clock does not matter */
+    struct peer p = peer_at(40000);
+    assert_int_equal(p_syn(h, &p).seq, 3811786086u);
+    struct peer q = peer_at(40001);
+    q.no_ws = true;
+    assert_int_equal(p_syn(h, &q).seq, 1746397967u);
+
+    /* a pass: connect, data, then the same SYN again replaces the connection */
+    p = peer_at(40000);
+    struct net_tcp_conn *c = p_connect(h, &p);
+    p_send(h, &p, F_PSH, "abc", 3);
+    assert_int_equal(net_stack_conn_count(h->s), 1);
+    h_advance(h, 200ull * 1000000u);
+    p = peer_at(40000);
+    assert_int_equal(p_syn(h, &p).seq, 3811786086u);
+    assert_int_equal(h->last_reason, NET_TCP_CLOSE_REPLACED);
+    assert_int_equal(net_stack_conn_count(h->s), 0);
+    assert_int_equal(st(h)->tcp_reopened, 1);
+    p_send(h, &p, 0, NULL, 0);
+    assert_int_equal(h->accepts, 2);
+    c = h->conn;
+
+    /* TIME_WAIT (we closed first) is reopened by the same, older ISN too */
+    net_tcp_close(c);
+    p.ack += 1;
+    p_send(h, &p, F_FIN, NULL, 0);
+    assert_int_equal(net_tcp_conn_state(c), NET_TCP_TIME_WAIT);
+    p = peer_at(40000);
+    p_syn(h, &p);
+    assert_int_equal(st(h)->tcp_reopened, 2);
+    assert_int_equal(net_stack_conn_count(h->s), 0);
+    p_send(h, &p, 0, NULL, 0);
+    assert_int_equal(h->accepts, 3);
+    h_free(h);
+}
+
 /* ---- RST and SYN validation (RFC 5961) ---- */
 
 static void test_rst_established(void **state)
@@ -955,6 +1036,8 @@ int main(void)
         cmocka_unit_test(test_we_close_first),
         cmocka_unit_test(test_simultaneous_close_and_fin_wait2_timeout),
         cmocka_unit_test(test_time_wait_reopen),
+        cmocka_unit_test(test_replay_isn),
+        cmocka_unit_test(test_checksum_every_length),
         cmocka_unit_test(test_rst_established),
         cmocka_unit_test(test_rst_every_state),
         cmocka_unit_test(test_syn_flood),

@@ -595,6 +595,106 @@ static void test_io_splits(void **state)
     assert_true(metric(f, "otlp_tls_connections_total{listener=\"http\"}") == expect);
 }
 
+/* Memory-BIO mode (lib/dpdk over the userspace TCP stack): no socket; the
+ * test moves the client's records into tls_conn_feed() in 1-byte, 7-byte
+ * and whole pieces and the server's out through tls_conn_take_output().
+ * Handshake, 40 KB each way, and close_notify. */
+static void mem_client_to_server(struct client *cl, struct tls_conn *s, size_t chunk)
+{
+    uint8_t buf[16384];
+    int n;
+    while ((n = BIO_read(cl->wbio, buf, sizeof(buf))) > 0)
+        for (int off = 0; off < n;) {
+            size_t k = BASE_MIN(chunk, (size_t)(n - off));
+            assert_int_equal(tls_conn_feed(s, buf + off, k), 0);
+            off += (int)k;
+            if (!s->established && !s->failed)
+                (void)tls_conn_handshake(s);
+        }
+}
+
+static void mem_server_to_client(struct client *cl, struct tls_conn *s)
+{
+    uint8_t buf[4096];
+    size_t n;
+    while (tls_conn_output_pending(s) > 0) {
+        n = tls_conn_take_output(s, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_int_equal(BIO_write(cl->rbio, buf, (int)n), (int)n);
+    }
+}
+
+static void test_mem_bio(void **state)
+{
+    struct fix *f = *state;
+    make_ctx(f);
+    static const size_t chunks[] = {1 << 20, 7, 1};
+    static uint8_t msg[40000], got[40000];
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 17 + 3);
+    for (unsigned k = 0; k < ARRAY_SIZE(chunks); k++) {
+        struct client cl;
+        struct tls_conn s;
+        client_open(&cl, NULL);
+        assert_int_equal(tls_conn_init_mem(&s, f->tw, TLS_ALPN_HTTP1), 0);
+        assert_true(s.mem);
+        assert_int_equal(tls_conn_handshake(&s), -EAGAIN); /* nothing fed yet */
+        for (int i = 0; i < 20 && !(s.established && cl.done); i++) {
+            client_step(&cl);
+            mem_client_to_server(&cl, &s, chunks[k]);
+            if (!s.established)
+                assert_int_equal(tls_conn_handshake(&s), -EAGAIN);
+            mem_server_to_client(&cl, &s);
+        }
+        assert_true(s.established && cl.done);
+        assert_false(s.want_write);
+        /* client -> server */
+        assert_int_equal(SSL_write(cl.ssl, msg, (int)sizeof(msg)), (int)sizeof(msg));
+        mem_client_to_server(&cl, &s, chunks[k]);
+        size_t len = 0;
+        ssize_t r;
+        while ((r = tls_conn_read(&s, got + len, sizeof(got) - len)) > 0)
+            len += (size_t)r;
+        assert_int_equal(r, -EAGAIN);
+        assert_int_equal(len, sizeof(msg));
+        assert_memory_equal(got, msg, len);
+        /* server -> client: the output BIO never says "full" (partial
+         * writes of a record each, as with a socket) */
+        for (size_t off = 0; off < sizeof(msg);) {
+            ssize_t w = tls_conn_write(&s, msg + off, sizeof(msg) - off);
+            assert_true(w > 0);
+            off += (size_t)w;
+        }
+        assert_true(tls_conn_output_pending(&s) > sizeof(msg));
+        mem_server_to_client(&cl, &s);
+        size_t cn = 0;
+        int n;
+        while (cn < sizeof(msg) && (n = SSL_read(cl.ssl, got + cn, (int)(sizeof(msg) - cn))) > 0)
+            cn += (size_t)n;
+        assert_int_equal(cn, sizeof(msg));
+        assert_memory_equal(got, msg, cn);
+        /* close_notify leaves through the output BIO */
+        tls_conn_shutdown(&s);
+        mem_server_to_client(&cl, &s);
+        assert_int_equal(SSL_read(cl.ssl, got, 1), 0);
+        assert_int_equal(SSL_get_error(cl.ssl, 0), SSL_ERROR_ZERO_RETURN);
+        tls_conn_fini(&s);
+        assert_null(s.ssl);
+        assert_int_equal(tls_conn_take_output(&s, got, 1), 0);
+        client_close(&cl);
+    }
+    /* a socket connection refuses the memory-BIO calls */
+    struct client cl;
+    struct tls_conn s;
+    client_open(&cl, NULL);
+    server_conn(f, &cl, &s, TLS_ALPN_HTTP1);
+    assert_int_equal(tls_conn_feed(&s, msg, 1), -EINVAL);
+    assert_int_equal(tls_conn_output_pending(&s), 0);
+    tls_conn_fini(&s);
+    client_close(&cl);
+    assert_true(metric(f, "otlp_tls_connections_total{listener=\"http\"}") == 3);
+}
+
 /* The client closes: data before close_notify is delivered, then EOF. */
 static void test_peer_close(void **state)
 {
@@ -1011,6 +1111,7 @@ int main(void)
         T(test_ctx_create_bad),
         T(test_ctx_reload),
         T(test_io_splits),
+        T(test_mem_bio),
         T(test_peer_close),
         T(test_alpn),
         T(test_client_auth),
