@@ -32,7 +32,7 @@ PY=/usr/bin/python3
 BUILD=${OTLP_BENCH_BUILD:-$ROOT/build-bench}
 DUR=30
 SOAK=600
-ONLY=max,latency,gzip,mixed,soak,dpdk,replay
+ONLY=max,latency,gzip,grpc,mixed,soak,dpdk,replay
 BUILD_IT=1
 REPORT_ONLY=0
 OUT=""
@@ -121,7 +121,7 @@ service:
 receiver:
   host: 127.0.0.1
   http_port: $([ "$2" = dpdk ] && echo 4318 || echo "$HTTP_PORT") # dpdk: the userspace stack's port
-  grpc_port: 0
+  grpc_port: ${GRPC_PORT_CFG:-0}
 dataplane:
   mode: $2
   workers: $3
@@ -271,6 +271,63 @@ if want gzip; then
     for w in 1 2; do
         run_socket "gzip-w$w" "$w" "$TRAFFIC/index-traces-100-gzip.tsv" -c "$CONNS" -d "$DUR" -w 2
     done
+fi
+# ---------------------------------------------------------------- OTLP/gRPC (h2load)
+# The same 100-span request as one gRPC message, unary Export calls over 4
+# connections x 16 streams (h2load, nghttp2-client), 1 and 2 workers.
+# spans/s from otlp_spans_accepted_total{protocol="grpc"}; h2load reports
+# the mean and spread of the call time, not percentiles.
+run_grpc() { # run_grpc NAME WORKERS CALLS
+    local name=$1 workers=$2 calls=$3 gport=${OTLP_BENCH_GRPC_PORT:-24317}
+    local conf=$OUT/$1.yaml framed=$OUT/traces-100.grpc
+    $PY -c 'import struct,sys; b=open(sys.argv[1],"rb").read(); open(sys.argv[2],"wb").write(b"\0"+struct.pack(">I",len(b))+b)' \
+        "$TRAFFIC/traces-100-00.pb" "$framed"
+    GRPC_PORT_CFG=$gport write_config "$conf" socket "$workers"
+    start_service "$conf" "$OUT/$name.service.log" || return 1
+    local la0 la1 cpu0 cpu1 acc0 acc1 w0 w1 hwm
+    la0=$(cut -d' ' -f1 /proc/loadavg)
+    acc0=$(metric otlp_spans_accepted_total 'protocol="grpc"')
+    cpu0=$(cpu_s "$SVC_PID")
+    w0=$(date +%s.%N)
+    log "$name: workers=$workers h2load -n $calls -c 4 -m 16"
+    h2load -n "$calls" -c 4 -m 16 -d "$framed" -H 'content-type: application/grpc' -H 'te: trailers' \
+        "http://127.0.0.1:$gport/opentelemetry.proto.collector.trace.v1.TraceService/Export" \
+        >"$OUT/$name.txt" 2>&1 || true
+    w1=$(date +%s.%N)
+    cpu1=$(cpu_s "$SVC_PID")
+    acc1=$(metric otlp_spans_accepted_total 'protocol="grpc"')
+    la1=$(cut -d' ' -f1 /proc/loadavg)
+    hwm=$(proc_kb "$SVC_PID" VmHWM)
+    stop_service
+    $PY - "$OUT/$name.txt" "$name" "$workers" "$la0" "$la1" "$cpu0" "$cpu1" "$acc0" "$acc1" "$w0" "$w1" "$hwm" \
+        >>"$RESULTS" <<'EOF'
+import json, re, sys
+f, name, workers, la0, la1, c0, c1, a0, a1, w0, w1, hwm = sys.argv[1:]
+t = open(f).read()
+m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", t)
+secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1) if m else float(w1) - float(w0)
+ok = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", t)
+rt = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", t)
+spans = int(a1) - int(a0)
+cpu = float(c1) - float(c0)
+print(json.dumps(dict(kind="grpc", label=name, workers=int(workers), load_start=float(la0),
+    load_end=float(la1), requests_per_s=float(m.group(3)) if m else 0.0,
+    spans_per_s=spans / secs if secs else 0.0, svc_cores=cpu / (float(w1) - float(w0)),
+    spans_per_cpu_s=spans / cpu if cpu else 0.0,
+    non2xx=(int(ok.group(2)) + int(ok.group(3)) + int(ok.group(4))) if ok else -1,
+    call_time=dict(min=rt.group(1), max=rt.group(2), mean=rt.group(3), sd=rt.group(4)) if rt else {},
+    peak_rss_kb=int(hwm))))
+EOF
+}
+if want grpc; then
+    if command -v h2load >/dev/null 2>&1; then
+        for w in 1 2; do
+            run_grpc "grpc-w$w" "$w" $((DUR * 4000))
+        done
+    else
+        log "grpc: h2load not installed (nghttp2-client); scenario skipped"
+        echo '{"kind":"grpc","label":"grpc","skipped":"h2load not installed"}' >>"$RESULTS"
+    fi
 fi
 # ---------------------------------------------------------------- all signals, 1 KB .. 1 MB
 MIXED_RPS=0
@@ -525,6 +582,12 @@ for r in rows:
         print("| %s (net_pcap, 1 lcore) | 1 | %.1f-%.1f | %s | - | %s | busy %.2f | - | %s cycles/span | - | - | - | - | - | - | - | %.0f | %.0f |" % (
             r["label"], r["load_start"], r["load_end"], f(r["requests_per_s"]), f(r["spans_per_s"]),
             r["lcore_busy"], f(r["cycles_per_span"]), r["peak_rss_kb"] / 1024, r["hugepages_kb"] / 1024))
+    elif r["kind"] == "grpc":
+        ct = r.get("call_time", {})
+        print("| %s (OTLP/gRPC, h2load 4 conns x 16 streams) | %d | %.1f-%.1f | %s | - | %s | %.2f | - | %s | mean %s | - | - | - | max %s | - | %d | %.0f | 0 |" % (
+            r["label"], r["workers"], r["load_start"], r["load_end"], f(r["requests_per_s"]),
+            f(r["spans_per_s"]), r["svc_cores"], f(r["spans_per_cpu_s"]), ct.get("mean", "?"),
+            ct.get("max", "?"), r["non2xx"], r["peak_rss_kb"] / 1024))
     elif r["kind"] == "inproc":
         print("| %s (in-process, 1 thread) | 1 | %.1f-%.1f | %s | - | %s | %.2f | - | %s | - | - | - | - | - | - | - | %.0f | 0 |" % (
             r["label"], r["load_start"], r["load_end"], f(r["requests_per_s"]), f(r["spans_per_s"]),
