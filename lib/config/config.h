@@ -218,6 +218,7 @@ struct exporter_config {
     char *endpoint; /* base URL; /v1/traces etc. appended */
     uint32_t timeout_ms;
     enum exporter_compression compression;
+    uint64_t grpc_max_msg_bytes; /* grpc: larger batches go out as several calls */
     struct config_kv_list headers;
     struct tls_client_config tls;
     struct retry_config retry;

@@ -661,6 +661,10 @@ static const struct config_key exporter_keys[] = {
             "Time allowed for one export request (ms)."),
     KEY_ENUM(exporter_config, compression, enum exporter_compression, compression_names, "gzip",
              "Content-Encoding of export requests."),
+    KEY_SIZE64(exporter_config, grpc_max_msg_bytes, "4MiB", 64 * KIB, 1 * GIB,
+               "grpc: largest message (before compression) in one Export call, like gRPC "
+               "servers' usual 4 MiB receive limit; a larger batch goes out as several calls, "
+               "split between items and regrouped under their Resource and Scope."),
     KEY_KV(exporter_config, headers, &headers_rules,
            "Extra HTTP headers sent with every export request (e.g. an API key)."),
 };

@@ -30,6 +30,7 @@
 #include "export/exporter.h"
 #include "obs/log.h"
 #include "otlp/otlp.h"
+#include "otlp/otlp_split.h"
 #include "otlp_version.h"
 
 #define GRPC_EXP_USER_AGENT "otlp-service/" OTLP_SERVICE_VERSION
@@ -122,6 +123,15 @@ struct grpc_call {
     char grpc_message[256];
     char ctype[64];
     struct export_result r;
+    /* A batch above exporter.grpc_max_msg_bytes goes out as several calls,
+     * one after the other on this slot, each holding units [part_a, part_b)
+     * of the split (regrouped under their Resource and Scope). */
+    bool split_active;
+    struct otlp_split *split; /* NULL until a batch first needs it */
+    struct buf part;          /* the current part's request */
+    size_t part_a, part_b, n_units;
+    uint64_t part_items;
+    uint64_t delivered, rejected; /* over the parts that finished OK */
 };
 
 enum conn_state { CONN_NONE, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
@@ -141,6 +151,7 @@ struct grpc_exp {
     bool insecure;
     bool tls_name_is_ip;
     uint32_t timeout_ms;
+    uint64_t max_msg; /* exporter.grpc_max_msg_bytes (uncompressed) */
     char endpoint_shown[256];
     const char *paths[OTLP_SIGNAL_COUNT];
     struct grpc_meta meta[CONFIG_MAX_KV];
@@ -1188,6 +1199,114 @@ static uint64_t next_deadline(const struct grpc_exp *h)
 }
 
 /* Report finished calls; done() may submit again, into any free slot. */
+/* Frame (and with gzip compress) `msg` as the call's next request and put
+ * the call on the waiting list with a fresh deadline. */
+static int call_prepare(struct grpc_exp *h, struct grpc_call *c, const uint8_t *msg, size_t len)
+{
+    uint8_t flag = 0;
+    if (h->gzip) {
+        /* per attempt, like the HTTP exporter: the batch stays untouched */
+        int rc = compress_gzip(h->cz, msg, len, &c->gz, 0);
+        if (rc < 0)
+            return rc == -EMSGSIZE ? -ENOMEM : rc;
+        msg = c->gz.data;
+        len = c->gz.len;
+        flag = 1;
+    }
+    if (len > UINT32_MAX)
+        return -EINVAL;
+    c->prefix[0] = flag;
+    c->prefix[1] = (uint8_t)(len >> 24);
+    c->prefix[2] = (uint8_t)(len >> 16);
+    c->prefix[3] = (uint8_t)(len >> 8);
+    c->prefix[4] = (uint8_t)len;
+    c->msg = msg;
+    c->msg_len = len;
+    c->restarted = false;
+    c->stream_id = 0;
+    c->headers_sent = false;
+    c->off = 0;
+    call_clear_response(c);
+    c->state = CALL_WAITING;
+    c->deadline_ms = base_now_ms() + h->timeout_ms;
+    return 0;
+}
+
+/* Write units [part_a, the most that fit max_msg) into c->part. */
+static int write_part(struct grpc_exp *h, struct grpc_call *c)
+{
+    c->part_b = otlp_split_fit(c->split, c->part_a, c->n_units, h->max_msg);
+    c->part_items = otlp_split_items(c->split, c->part_a, c->part_b);
+    buf_reset(&c->part);
+    return otlp_split_write(c->split, c->part_a, c->part_b, &c->part);
+}
+
+/* A batch above max_msg: parse it into units and write the first part.
+ * Returns 0; -EINVAL (not splittable); -ENOMEM. */
+static int split_begin(struct grpc_exp *h, struct grpc_call *c, struct batch *b)
+{
+    int rc;
+    if (c->split == NULL && (rc = otlp_split_create(&c->split)) < 0)
+        return rc;
+    if ((rc = otlp_split_parse(c->split, b->signal, b->body.data, b->body.len)) < 0 ||
+        (rc = otlp_split_group(c->split, OTLP_SPLIT_ALL, NULL)) < 0)
+        return rc;
+    c->n_units = otlp_split_n_units(c->split);
+    if (c->n_units < 2)
+        return -EINVAL; /* one item: nothing to split */
+    c->part_a = 0;
+    if ((rc = write_part(h, c)) < 0)
+        return rc;
+    c->split_active = true;
+    log_debug("grpc exporter: batch above grpc_max_msg_bytes sent in parts", "bytes=%zu units=%zu",
+              b->body.len, c->n_units);
+    return 0;
+}
+
+/*
+ * A part of a split batch finished. OK with parts left: start the next one
+ * and return true. Otherwise fold the parts into the batch's result and
+ * return false: the last OK part reports the rejected items of all parts; a
+ * failed part reports what the earlier parts delivered (delivered_items,
+ * rejected_items) and leaves b->body holding the units not yet delivered,
+ * which the runner retries, spools or drops as for any batch.
+ */
+static bool next_part_after(struct grpc_exp *h, struct grpc_call *c)
+{
+    struct export_result *r = &c->r;
+    if (r->status == EXPORT_OK) {
+        uint64_t rej = BASE_MIN(r->rejected_items, c->part_items);
+        c->delivered += c->part_items - rej;
+        c->rejected += rej;
+        if (c->part_b < c->n_units) {
+            c->part_a = c->part_b;
+            if (write_part(h, c) == 0 && call_prepare(h, c, c->part.data, c->part.len) == 0)
+                return true;
+            call_fail(c, EXPORT_RETRYABLE, "encode_error", "cannot write the next part");
+        } else {
+            r->rejected_items = c->rejected;
+            if (c->rejected > 0)
+                snprintf(r->reason, sizeof(r->reason), "partial_success");
+            c->split_active = false;
+            return false;
+        }
+    }
+    /* r failed for units [part_a, n_units): the batch shrinks to them. */
+    c->split_active = false;
+    buf_reset(&c->part);
+    if (otlp_split_write(c->split, c->part_a, c->n_units, &c->part) < 0 ||
+        (buf_reset(&c->b->body), buf_append(&c->b->body, c->part.data, c->part.len) < 0)) {
+        /* the whole batch stays as it was: all of it is retried */
+        log_warn("grpc exporter: cannot keep the undelivered rest of a split batch; it is sent "
+                 "again whole",
+                 "");
+        return false;
+    }
+    r->delivered_items = c->delivered;
+    r->rejected_items += c->rejected;
+    return false;
+}
+
 static int report(struct grpc_exp *h, export_done_fn done, void *arg)
 {
     int n = 0;
@@ -1195,6 +1314,8 @@ static int report(struct grpc_exp *h, export_done_fn done, void *arg)
         struct grpc_call *c = &h->calls[i];
         if (c->state != CALL_DONE)
             continue;
+        if (c->split_active && next_part_after(h, c))
+            continue; /* the next part waits for a stream; nothing to report yet */
         struct export_result r = c->r;
         struct batch *b = c->b;
         c->b = NULL;
@@ -1226,33 +1347,21 @@ static int grpc_submit(void *state, struct batch *b)
     static const uint8_t empty[1];
     const uint8_t *msg = b->body.data != NULL ? b->body.data : empty;
     size_t len = b->body.len;
-    uint8_t flag = 0;
-    if (h->gzip) {
-        /* per attempt, like the HTTP exporter: the batch stays untouched */
-        int rc = compress_gzip(h->cz, msg, len, &c->gz, 0);
-        if (rc < 0)
-            return rc == -EMSGSIZE ? -ENOMEM : rc;
-        msg = c->gz.data;
-        len = c->gz.len;
-        flag = 1;
+    c->split_active = false;
+    c->delivered = c->rejected = 0;
+    if (len > h->max_msg) {
+        int rc = split_begin(h, c, b);
+        if (rc == 0) {
+            msg = c->part.data;
+            len = c->part.len;
+        } else if (rc != -EINVAL) {
+            return rc;
+        } /* not splittable (malformed): sent whole, the server decides */
     }
-    if (len > UINT32_MAX)
-        return -EINVAL;
-    c->prefix[0] = flag;
-    c->prefix[1] = (uint8_t)(len >> 24);
-    c->prefix[2] = (uint8_t)(len >> 16);
-    c->prefix[3] = (uint8_t)(len >> 8);
-    c->prefix[4] = (uint8_t)len;
-    c->msg = msg;
-    c->msg_len = len;
-    c->restarted = false;
-    c->stream_id = 0;
-    c->headers_sent = false;
-    c->off = 0;
-    call_clear_response(c);
-    c->state = CALL_WAITING;
+    int rc = call_prepare(h, c, msg, len);
+    if (rc < 0)
+        return rc;
     c->b = b;
-    c->deadline_ms = base_now_ms() + h->timeout_ms;
     h->in_flight++;
     return 0;
 }
@@ -1330,6 +1439,8 @@ static void grpc_destroy(void *state)
     for (unsigned i = 0; h->calls != NULL && i < h->n_calls; i++) {
         buf_free(&h->calls[i].gz);
         buf_free(&h->calls[i].resp);
+        buf_free(&h->calls[i].part);
+        otlp_split_destroy(h->calls[i].split);
     }
     free(h->calls);
     for (unsigned i = 0; i < h->n_meta; i++) {
@@ -1617,6 +1728,7 @@ int export_grpc_create(const struct svc_config *cfg, struct exporter *out)
     if (rc < 0)
         goto fail;
     h->timeout_ms = ec->timeout_ms;
+    h->max_msg = ec->grpc_max_msg_bytes != 0 ? ec->grpc_max_msg_bytes : UINT32_MAX;
     h->gzip = ec->compression == COMPRESSION_GZIP;
     h->n_calls = BASE_MAX(cfg->batch.max_concurrent_exports, 1u);
     rc = -ENOMEM;
@@ -1624,7 +1736,7 @@ int export_grpc_create(const struct svc_config *cfg, struct exporter *out)
     if (h->calls == NULL || buf_init(&h->out, GRPC_EXP_OUT_HIGH + GRPC_EXP_RECV_CHUNK, 0) < 0)
         goto fail;
     for (unsigned i = 0; i < h->n_calls; i++) {
-        if (buf_init(&h->calls[i].gz, 0, 0) < 0 ||
+        if (buf_init(&h->calls[i].gz, 0, 0) < 0 || buf_init(&h->calls[i].part, 0, 0) < 0 ||
             buf_init(&h->calls[i].resp, 256, GRPC_EXP_RESP_MAX) < 0)
             goto fail;
     }

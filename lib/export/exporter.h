@@ -120,7 +120,11 @@ int export_otlp_http_create(const struct svc_config *cfg, struct exporter *out);
  * grpc-status: the HTTP status by gRPC's HTTP-to-status table (reason
  * "http_<status>"); connection problems and the deadline -> RETRYABLE
  * ("connect_failed", "resolve_failed", "tls_error", "connection_error",
- * "timeout").
+ * "timeout"). A batch larger than exporter.grpc_max_msg_bytes goes out as
+ * several calls, one after the other, split between items (otlp_split);
+ * when one fails, the result carries the items the earlier calls delivered
+ * (delivered_items) and b->body is rewritten to the rest, as the load
+ * balancer does.
  * Returns 0 and *out; -EINVAL (endpoint empty or not http(s)://host[:port],
  * cert_file without key_file, CA file, certificate or key unreadable);
  * -ENOMEM; -errno of eventfd().

@@ -226,3 +226,29 @@ def test_upstream_restart_delays_but_loses_nothing(start_gateway, grpc_upstream,
     itlib.assert_same_items(itlib.records_of("traces", first) + itlib.records_of("traces", second),
                             up.records("traces"))
     assert gw.metrics().value("otlp_spans_dropped_total") == 0
+
+
+def test_batch_above_max_msg_goes_out_in_parts(start_gateway, grpc_upstream, tmp_path):
+    """exporter.grpc_max_msg_bytes (64 KiB here): a ~250 KB batch goes out as
+    several Export calls, each at most the limit and each a valid request
+    with its spans under their own Resource and Scope. The second call is
+    answered UNAVAILABLE: only the parts not yet delivered are sent again,
+    so every span arrives exactly once."""
+    up = grpc_upstream(["ok", "unavailable", "ok"])
+    gw = grpc_gateway(start_gateway, up, compression="none", grpc_max_msg_bytes=64 * 1024)
+    req = itlib.make_traces(600, "gsplit")
+    assert req.ByteSize() > 3 * 64 * 1024
+    _post(gw, "traces", req, tmp_path, "big")
+    itlib.wait_for(lambda: gw.metrics().value("otlp_spans_exported_total") >= 600, 20,
+                   what="600 spans exported")
+    time.sleep(0.5)
+    calls = up.calls()
+    assert len(calls) >= 5, len(calls)  # >= 4 parts, one of them twice
+    for meta, _, body in calls:
+        assert len(body) <= 64 * 1024, len(body)
+    itlib.assert_same_items(itlib.records_of("traces", req),
+                            up.records("traces", answered_ok=lambda i: i != 1))
+    m = gw.metrics()
+    assert m.value("otlp_spans_exported_total") == 600
+    assert m.value("otlp_spans_dropped_total") == 0
+    assert m.value("otlp_export_requests_total", signal="traces", result="retry") == 1
