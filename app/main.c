@@ -49,14 +49,15 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: otlp-service [--config FILE]          run the gateway\n"
-            "       otlp-service validate --config FILE  check a config file, explain every error\n"
-            "       otlp-service health-check [--config FILE] [--host H] [--port P]\n"
-            "                                            exit 0 when the local instance is ready\n"
-            "       otlp-service config-reference        print the Markdown key reference\n"
-            "       otlp-service --version\n"
-            "Environment: OTLP__SECTION__KEY=value overrides any key; ${VAR} expands in the file.\n");
+    fprintf(
+        f,
+        "usage: otlp-service [--config FILE]          run the gateway\n"
+        "       otlp-service validate --config FILE  check a config file, explain every error\n"
+        "       otlp-service health-check [--config FILE] [--host H] [--port P]\n"
+        "                                            exit 0 when the local instance is ready\n"
+        "       otlp-service config-reference        print the Markdown key reference\n"
+        "       otlp-service --version\n"
+        "Environment: OTLP__SECTION__KEY=value overrides any key; ${VAR} expands in the file.\n");
 }
 
 /* Load the config or print every problem. Returns 0 or an exit code. */
@@ -185,14 +186,16 @@ struct reload {
     struct memlimit *ml;
     struct receiver *recv;
     struct grpc_receiver *grecv; /* NULL: no gRPC listener */
-    bool log_level, memory_limiter, auth;
+    struct export_runner *exp;
+    bool log_level, memory_limiter, auth, retry;
     char restart[1024]; /* keys that changed but need a restart */
 };
 
 /* Keys SIGHUP applies live (a trailing '.' is a whole section). */
 static bool reload_key_is_live(const char *key)
 {
-    static const char *const live[] = {"service.log_level", "memory_limiter.", "receiver.auth."};
+    static const char *const live[] = {"service.log_level", "memory_limiter.", "receiver.auth.",
+                                       "exporter.retry."};
     for (unsigned i = 0; i < ARRAY_SIZE(live); i++) {
         size_t n = strlen(live[i]);
         if (live[i][n - 1] == '.' ? strncmp(key, live[i], n) == 0 : strcmp(key, live[i]) == 0)
@@ -214,6 +217,7 @@ static void reload_on_change(const char *key, const char *old_value, const char 
     rl->log_level |= strcmp(key, "service.log_level") == 0;
     rl->memory_limiter |= strncmp(key, "memory_limiter.", 15) == 0;
     rl->auth |= strncmp(key, "receiver.auth.", 14) == 0;
+    rl->retry |= strncmp(key, "exporter.retry.", 15) == 0;
 }
 
 /* Take string `*from` into `*to` (the running config): the old one is
@@ -228,7 +232,7 @@ static void take_string(char **to, char **from)
 
 /*
  * SIGHUP: re-read the config file and apply what can change while running
- * (service.log_level, memory_limiter.*, receiver.auth.*: bearer tokens and
+ * (service.log_level, memory_limiter.*, exporter.retry.*, receiver.auth.*: bearer tokens and
  * the token file, which is re-read even when its name is unchanged). One log
  * line per applied key, one listing changed keys that need a restart (they
  * keep their running value, so every later reload lists them again). A file
@@ -243,9 +247,9 @@ static void reload_config(const char *path, struct svc_config *run, struct reloa
         for (size_t i = 0; i < errs.len; i++)
             if (errs.data[i] == '\n')
                 errs.data[i] = i + 1 < errs.len ? ';' : ' ';
-        log_error("SIGHUP: config refused, the running config stays", "path=%s error=%s errors=%.*s",
-                  path ? path : "(defaults)", strerror(-rc), (int)errs.len,
-                  errs.data ? (const char *)errs.data : "");
+        log_error("SIGHUP: config refused, the running config stays",
+                  "path=%s error=%s errors=%.*s", path ? path : "(defaults)", strerror(-rc),
+                  (int)errs.len, errs.data ? (const char *)errs.data : "");
         buf_free(&errs);
         return;
     }
@@ -257,7 +261,7 @@ static void reload_config(const char *path, struct svc_config *run, struct reloa
         config_free(&next);
         return;
     }
-    rl->log_level = rl->memory_limiter = rl->auth = false;
+    rl->log_level = rl->memory_limiter = rl->auth = rl->retry = false;
     rl->restart[0] = '\0';
     config_diff(run, &next, reload_on_change, rl);
     bool has_auth = (next.receiver.auth.token_file && *next.receiver.auth.token_file) ||
@@ -288,6 +292,10 @@ static void reload_config(const char *path, struct svc_config *run, struct reloa
                  "hard_limit_bytes=%" PRIu64 " soft_limit_bytes=%" PRIu64, lim.hard_bytes,
                  lim.soft_bytes);
     }
+    if (rl->retry) {
+        export_runner_set_retry(rl->exp, &next.exporter.retry);
+        run->exporter.retry = next.exporter.retry;
+    }
     if (rl->restart[0] != '\0')
         log_warn("SIGHUP: changed keys need a restart to take effect", "keys=%s", rl->restart);
     config_free(&next);
@@ -310,7 +318,7 @@ static int run(const char *path)
          * the systemd CPUAffinity=), not every CPU of the machine. */
         cpu_set_t set;
         long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
-                                                               : sysconf(_SC_NPROCESSORS_ONLN);
+                                                              : sysconf(_SC_NPROCESSORS_ONLN);
         n_workers = n > 0 ? (unsigned)n : 1;
         if (dpdk && n_workers > 1)
             n_workers--; /* dpdk: the main lcore keeps one CPU */
@@ -358,8 +366,9 @@ static int run(const char *path)
                                 queue_size_fn, pipe) < 0 ||
         obs_gauge_func_register(reg, "otlp_queue_capacity", "batch.max_queue_size", "",
                                 queue_capacity_fn, pipe) < 0 ||
-        obs_gauge_func_register(reg, "otlp_queue_batches", "Closed batches waiting for the exporter",
-                                "", queue_batches_fn, pipe) < 0 ||
+        obs_gauge_func_register(reg, "otlp_queue_batches",
+                                "Closed batches waiting for the exporter", "", queue_batches_fn,
+                                pipe) < 0 ||
         obs_gauge_func_register(reg, "otlp_pool_free_batches", "Batch buffers free in the pool", "",
                                 free_batches_fn, pipe) < 0)
         goto fail;
@@ -370,15 +379,16 @@ static int run(const char *path)
         }
     }
     struct memlimit_limits ml_limits;
-    if ((rc = memlimit_limits_from_config(&cfg.memory_limiter, memlimit_cgroup_max(),
-                                          &ml_limits)) < 0 ||
+    if ((rc = memlimit_limits_from_config(&cfg.memory_limiter, memlimit_cgroup_max(), &ml_limits)) <
+            0 ||
         (rc = memlimit_create(&ml_limits, n_workers, reg, NULL, NULL, &ml)) < 0) {
         log_error("cannot create memory limiter", "error=%s", strerror(-rc));
         goto fail;
     }
     if (ml_limits.hard_bytes != 0)
-        log_info("memory limiter on", "hard_limit_bytes=%" PRIu64 " soft_limit_bytes=%" PRIu64
-                 " derived=%s", ml_limits.hard_bytes, ml_limits.soft_bytes,
+        log_info("memory limiter on",
+                 "hard_limit_bytes=%" PRIu64 " soft_limit_bytes=%" PRIu64 " derived=%s",
+                 ml_limits.hard_bytes, ml_limits.soft_bytes,
                  cfg.memory_limiter.limit_mib == 0 ? "cgroup" : "no");
     if ((rc = receiver_create(&cfg, pipe, reg, n_workers, &recv)) < 0) {
         log_error("cannot create receiver", "error=%s", strerror(-rc));
@@ -400,8 +410,8 @@ static int run(const char *path)
     if ((rc = control_server_create(&cfg, reg, shard_control, &ctl)) < 0 ||
         (rc = dpdk ? dpdk_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &dsrv)
                    : sock_server_create(&cfg, recv, grecv, pipe, reg, n_workers, &srv)) < 0 ||
-        (tls != NULL && (rc = dpdk ? dpdk_server_set_tls(dsrv, tls)
-                                   : sock_server_set_tls(srv, tls)) < 0)) {
+        (tls != NULL &&
+         (rc = dpdk ? dpdk_server_set_tls(dsrv, tls) : sock_server_set_tls(srv, tls)) < 0)) {
         log_error("cannot create servers", "error=%s", strerror(-rc));
         goto fail;
     }
@@ -422,8 +432,7 @@ static int run(const char *path)
         sdnotify_ready(status);
     }
     log_info("otlp-service started", "version=%s workers=%u exporter=%s queue=%u",
-             OTLP_SERVICE_VERSION, n_workers,
-             config_exporter_protocol_name(cfg.exporter.protocol),
+             OTLP_SERVICE_VERSION, n_workers, config_exporter_protocol_name(cfg.exporter.protocol),
              cfg.batch.max_queue_size);
 
     while (!stop_requested) {
@@ -436,7 +445,7 @@ static int run(const char *path)
         if (reload_requested) {
             reload_requested = 0;
             sdnotify_reloading();
-            struct reload rl = {.ml = ml, .recv = recv, .grecv = grecv};
+            struct reload rl = {.ml = ml, .recv = recv, .grecv = grecv, .exp = exp};
             reload_config(path, &cfg, &rl);
             if (tls != NULL)
                 tls_ctx_reload(tls); /* logs the outcome; keeps the old certificates on error */
@@ -466,7 +475,7 @@ out:
     control_server_destroy(ctl);
     dpdk_server_destroy(dsrv); /* after the control plane: its metric functions read it */
     memlimit_stop(ml);
-    tls_ctx_destroy(tls);      /* after the workers and the control plane (metrics) */
+    tls_ctx_destroy(tls); /* after the workers and the control plane (metrics) */
     export_runner_destroy(exp);
     receiver_destroy(recv);
     grpc_receiver_destroy(grecv);
@@ -481,12 +490,9 @@ int main(int argc, char **argv)
 {
     enum { OPT_VERSION = 256, OPT_HOST, OPT_PORT };
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {"host", required_argument, NULL, OPT_HOST},
-        {"port", required_argument, NULL, OPT_PORT},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},    {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION}, {"host", required_argument, NULL, OPT_HOST},
+        {"port", required_argument, NULL, OPT_PORT}, {NULL, 0, NULL, 0},
     };
     const char *cmd = NULL;
     if (argc > 1 && argv[1][0] != '-') {
@@ -498,12 +504,24 @@ int main(int argc, char **argv)
     int port = 0, c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case OPT_VERSION: printf("otlp-service %s\n", OTLP_SERVICE_VERSION); return 0;
-        case OPT_HOST: host = optarg; break;
-        case OPT_PORT: port = atoi(optarg); break;
-        default: usage(stderr); return 2;
+        case 'c':
+            config = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("otlp-service %s\n", OTLP_SERVICE_VERSION);
+            return 0;
+        case OPT_HOST:
+            host = optarg;
+            break;
+        case OPT_PORT:
+            port = atoi(optarg);
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

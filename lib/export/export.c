@@ -59,6 +59,11 @@ struct export_runner {
     unsigned shard;
     struct exporter ex;
     struct retry_config retry;
+    /* SIGHUP: a new exporter.retry, taken by the export thread at its next
+     * loop turn (export_runner_set_retry). */
+    pthread_mutex_t retry_mu;
+    struct retry_config retry_next;
+    _Atomic bool retry_pending;
     unsigned max_in_flight;
 
     pthread_t thread;
@@ -249,8 +254,8 @@ static int register_wal_metrics(struct export_runner *r)
         (rc = obs_gauge_register(reg, "otlp_wal_capacity_bytes", "spool.wal_max_bytes", NULL, 1,
                                  &r->m_wal_capacity)) < 0 ||
         (rc = obs_counter_register(reg, "otlp_wal_appends_total",
-                                   "Requests appended to a write-ahead log before their 200.",
-                                   NULL, 1, &r->m_wal_appends)) < 0 ||
+                                   "Requests appended to a write-ahead log before their 200.", NULL,
+                                   1, &r->m_wal_appends)) < 0 ||
         (rc = obs_counter_register(reg, "otlp_wal_fsyncs_total",
                                    "fdatasync calls on write-ahead log segments.", NULL, 1,
                                    &r->m_wal_fsyncs)) < 0 ||
@@ -825,6 +830,12 @@ static void *runner_main(void *arg)
     struct export_runner *r = arg;
     for (;;) {
         uint64_t now = base_now_ms();
+        if (atomic_load_explicit(&r->retry_pending, memory_order_acquire)) {
+            pthread_mutex_lock(&r->retry_mu);
+            r->retry = r->retry_next;
+            atomic_store_explicit(&r->retry_pending, false, memory_order_relaxed);
+            pthread_mutex_unlock(&r->retry_mu);
+        }
         bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
         uint64_t deadline = atomic_load_explicit(&r->deadline_ms, memory_order_relaxed);
         if (stopping && now >= deadline)
@@ -955,6 +966,7 @@ int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
     r->reg = reg;
     r->shard = shard;
     r->retry = cfg->exporter.retry;
+    pthread_mutex_init(&r->retry_mu, NULL);
     r->max_in_flight = BASE_MAX(cfg->batch.max_concurrent_exports, 1u);
     r->in_flight = calloc(r->max_in_flight, sizeof(*r->in_flight));
     if (r->in_flight == NULL)
@@ -1031,6 +1043,17 @@ void export_runner_stop(struct export_runner *r, uint64_t deadline_ms)
     r->joined = true;
 }
 
+void export_runner_set_retry(struct export_runner *r, const struct retry_config *rc)
+{
+    if (r == NULL || rc == NULL)
+        return;
+    pthread_mutex_lock(&r->retry_mu);
+    r->retry_next = *rc;
+    atomic_store_explicit(&r->retry_pending, true, memory_order_release);
+    pthread_mutex_unlock(&r->retry_mu);
+    r->ex.ops->wakeup(r->ex.state); /* take it now rather than at the next poll timeout */
+}
+
 void export_runner_destroy(struct export_runner *r)
 {
     if (r == NULL)
@@ -1042,5 +1065,6 @@ void export_runner_destroy(struct export_runner *r)
         release_batch(r, r->in_flight[i].b);
     free_spool(r);
     free(r->in_flight);
+    pthread_mutex_destroy(&r->retry_mu);
     free(r);
 }

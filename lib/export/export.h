@@ -117,6 +117,15 @@ int export_runner_start(struct export_runner *r);
 void export_runner_stop(struct export_runner *r, uint64_t deadline_ms);
 
 /*
+ * Replace the retry settings (SIGHUP reload of exporter.retry.*): the export
+ * thread takes them at its next loop turn; batches already waiting keep
+ * their scheduled attempt, later waits and the give-up time
+ * (max_elapsed_ms, from each batch's first attempt) follow the new values.
+ * Any thread. NULL arguments are a no-op.
+ */
+void export_runner_set_retry(struct export_runner *r, const struct retry_config *rc);
+
+/*
  * Stop at once if still running (deadline now), destroy the exporter
  * (aborting transfers), give batches that were in flight back to the
  * pipeline, close the spool (records not delivered stay for the next start),

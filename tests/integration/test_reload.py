@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """SIGHUP re-reads the config file: live keys (service.log_level,
-memory_limiter.*, receiver.auth.*) apply at once with one log line each,
+memory_limiter.*, exporter.retry.*, receiver.auth.*) apply at once with one log line each,
 secrets redacted; keys that need a restart are listed; a file that does not
 validate is refused and the running config stays. docs/operations.md."""
 
@@ -99,3 +99,23 @@ def test_restart_only_keys_reported_and_tokens_live(gw):
                  "the restart-only keys listed again")
     m = gw.metrics()
     assert m.value("otlp_queue_capacity") == 8192, "a restart-only key was applied"
+
+
+def test_retry_settings_apply_live(gw, upstream):
+    """exporter.retry.* is live: a batch retrying against a 503 upstream is
+    dropped (reason retry_disabled) at its next failure once retries are
+    turned off by SIGHUP, and the running max_elapsed follows too."""
+    upstream.mode(status=503)
+    gw.send("traces", itlib.make_traces(3, "retry-live"))
+    itlib.wait_for(lambda: gw.metrics().value("otlp_export_requests_total", result="retry") >= 2,
+                   10, what="two retries against the 503 upstream")
+    gw.config["exporter"]["retry"]["enabled"] = False
+    gw.write_config()
+    recs = hup_and_wait(gw, lambda r: r.get("msg") == "config reloaded",
+                        "a 'config reloaded' line")
+    assert [(r["key"], r["new"]) for r in recs] == [("exporter.retry.enabled", "false")], recs
+    assert not [r for r in log_records(gw) if "need a restart" in r.get("msg", "")]
+    itlib.wait_for(lambda: gw.metrics().value("otlp_spans_dropped_total",
+                                              reason="retry_disabled") == 3,
+                   10, what="the waiting batch dropped with reason retry_disabled")
+    upstream.mode(status=200)
