@@ -19,14 +19,7 @@ from conftest import GRPC_EXPORT_URL, SERVICE_IP, DpdkRig, gen_request, itlib, r
 GEN = r"""
 set -e
 cd "$1"
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1"; }
-mkca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 30 -subj "/CN=$2" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }
-leaf() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj "/CN=$1"
-  printf '%s\n' "$5" > $1.ext
-  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -set_serial $3 -days $4 \
-    -extfile $1.ext -out $1.pem; }
-SRV='subjectAltName=IP:198.18.0.2
+""" + itlib.CERT_SH_FUNCS + r"""SRV='subjectAltName=IP:198.18.0.2
 extendedKeyUsage=serverAuth'
 mkca ca 'otlp dpdk CA'
 mkca other 'untrusted CA'

@@ -822,6 +822,19 @@ def base_config(tmp_path, upstream=None, **over):
     return deep_merge(cfg, over)
 
 
+# Shell functions for test certificates with the openssl CLI (test_tls.py,
+# tests/dpdk/test_dpdk_tls.py): key FILE; mkca NAME CN; leaf NAME CA SERIAL
+# DAYS EXTENSIONS (DAYS -1: already expired).
+CERT_SH_FUNCS = r'''key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1"; }
+mkca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 30 -subj "/CN=$2" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }
+leaf() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj "/CN=$1"
+  printf '%s\n' "$5" > $1.ext
+  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -set_serial $3 -days $4 \
+    -extfile $1.ext -out $1.pem; }
+'''
+
+
 def run_js(args, timeout=60):
     """Run js/send.js; returns (CompletedProcess, summary dict or None)."""
     out = None
