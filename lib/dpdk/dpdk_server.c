@@ -531,7 +531,11 @@ static void scan_timeouts(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
         obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
         dpdk_stat_add(&w->st.timeouts, 1);
         if (req) {
-            receiver_conn_timeout(&c->rc, &c->out);
+            /* Held back by our closed window: 503 (retried), not 408 (dropped). */
+            if (c->throttled)
+                receiver_conn_throttle_timeout(&c->rc, &c->out);
+            else
+                receiver_conn_timeout(&c->rc, &c->out);
             c->want_close = true;
             conn_flush(w, c);
         } else if (c->out_off < c->out.len) {

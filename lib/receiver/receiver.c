@@ -755,6 +755,14 @@ int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len
     return c->closing ? RECEIVER_CLOSE : RECEIVER_KEEP;
 }
 
+int receiver_conn_throttle_timeout(struct receiver_conn *c, struct buf *out)
+{
+    const struct http_req *req = http_parser_req(&c->parser);
+    respond_receiver_error(c, out, route(req), RECEIVER_ERR_THROTTLED, NULL, is_json(req), false);
+    c->closing = true;
+    return RECEIVER_CLOSE;
+}
+
 int receiver_conn_timeout(struct receiver_conn *c, struct buf *out)
 {
     const struct http_req *req = http_parser_req(&c->parser);

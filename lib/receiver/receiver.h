@@ -40,6 +40,8 @@ struct receiver_worker;
     X(MEMORY_LIMIT, 503, memory_limit, "memory limit reached, retry later")                   \
     X(BATCH_TOO_LARGE, 413, batch_too_large, "request does not fit into a batch")             \
     X(TIMEOUT, 408, request_timeout, "request not completed in time")                         \
+    X(THROTTLED, 503, throttled,                                                              \
+      "request held back by backpressure (queue or memory) too long, retry later")            \
     X(SHUTDOWN, 503, shutting_down, "shutting down")
 
 enum receiver_err {
@@ -128,5 +130,11 @@ static inline bool receiver_conn_busy(const struct receiver_conn *c)
 
 /* The request timed out: append a 408 and return RECEIVER_CLOSE. */
 int receiver_conn_timeout(struct receiver_conn *c, struct buf *out);
+
+/* The request timed out while the transport held it back (a receive window
+ * closed for backpressure): not the client's fault, so append a 503 with
+ * Retry-After, which OTLP clients retry (a 408 they would drop), and
+ * return RECEIVER_CLOSE. */
+int receiver_conn_throttle_timeout(struct receiver_conn *c, struct buf *out);
 
 #endif
