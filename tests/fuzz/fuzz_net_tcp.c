@@ -224,6 +224,8 @@ static void send_segment(struct fz *f, const uint8_t *d, size_t len, uint64_t no
     uint32_t ack = f->our_next[pi] + rd32(d + 6);
     uint16_t wnd = rd16(d + 10);
     size_t optlen = (size_t)(d[12] & 0x3c);
+    if (optlen > 40) /* the data offset field holds at most 60 header bytes */
+        optlen = 40;
     const uint8_t *rest = d + 13;
     size_t rest_len = len - 13;
     if (optlen > rest_len)
