@@ -96,6 +96,7 @@ struct dpdk_config {
     uint32_t max_conns_per_lcore; /* TCP connection table per lcore */
     uint32_t snd_buf_bytes;       /* TCP send buffer per connection */
     uint32_t rcv_space_bytes;     /* TCP receive window per connection */
+    uint32_t throttle_timeout_ms; /* 503 a request held by a closed window this long */
     uint32_t ooo_buf_bytes;       /* out-of-order reassembly buffer per connection */
     uint32_t time_wait_ms;        /* TIME_WAIT duration */
     bool replay_isn;              /* benchmarks only, insecure: fixed public ISN function */

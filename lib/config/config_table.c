@@ -616,6 +616,13 @@ static const struct config_key dpdk_keys[] = {
                "TCP send buffer per connection (responses are under 1 KiB)."),
     KEY_SIZE32(dpdk_config, rcv_space_bytes, "256KiB", 4 * KIB, 1 * GIB,
                "TCP receive window per connection; closed while the export queue is full."),
+    KEY_U32(dpdk_config, throttle_timeout_ms, "2000", 100, 600000,
+            "Longest an OTLP/HTTP connection's receive window stays closed for "
+            "backpressure (export queue, batch pool or memory limiter full) before the "
+            "client gets an answer: a request held back this long is answered 503 with "
+            "Retry-After and its connection closed; between requests the window reopens, "
+            "so the next request is answered (503/429 while still full) instead of "
+            "waiting for the client's own timeout (ms)."),
     KEY_SIZE32(dpdk_config, ooo_buf_bytes, "256KiB", 0, 16 * MIB,
                "Out-of-order reassembly buffer per connection (from a shared pool of "
                "max_conns_per_lcore/8 buffers, 16..512, whose pages are touched only when "

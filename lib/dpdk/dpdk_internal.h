@@ -67,6 +67,7 @@ struct dpdk_conn {
     bool want_close;         /* close once `out` is sent */
     bool pending;            /* on the worker's pending list */
     bool throttled;          /* receive window closed: the pipeline is full (HTTP only) */
+    uint64_t throttled_ms;   /* when the window closed (throttled) */
     struct dpdk_conn *next_free;
     struct dpdk_conn *next_pending;
     struct dpdk_conn *grpc_prev, *grpc_next; /* the worker's gRPC connections */

@@ -291,6 +291,7 @@ static void conn_window(struct dpdk_worker *w, struct dpdk_conn *c)
         net_tcp_set_rcv_space(c->tc, 0);
         if (!c->throttled) {
             c->throttled = true;
+            c->throttled_ms = w->now_ms;
             w->n_throttled++;
             dpdk_stat_add(&w->st.throttles, 1);
         }
@@ -523,15 +524,32 @@ static void scan_timeouts(struct dpdk_worker *w, uint64_t now_ms, bool stopping)
             conn_close(w, c);
             continue;
         }
+        bool held_long = c->throttled &&
+                         now_ms - c->throttled_ms >= cfg->dataplane.dpdk.throttle_timeout_ms;
+        if (!req && held_long) {
+            /* Between requests behind a closed window: let the next request
+             * in, so it is answered (503 memory_limit at its head, 429 when
+             * the queue is still full) instead of waiting unanswered until
+             * the client gives up. conn_window() closes it again after. */
+            net_tcp_set_rcv_space(c->tc, cfg->dataplane.dpdk.rcv_space_bytes);
+            c->throttled = false;
+            w->n_throttled--;
+        }
         uint64_t start = req ? c->rc.req_start_ns / 1000000u : c->last_active_ms;
         uint64_t age = now_ms > start ? now_ms - start : 0;
         uint64_t limit = busy ? cfg->receiver.request_timeout_ms : cfg->receiver.idle_timeout_ms;
-        if (age < limit)
+        /* A request our closed window holds back gets a 503 + Retry-After
+         * (retried; a 408 would be dropped) after throttle_timeout_ms: an
+         * SDK's export timeout (10 s by default) is shorter than
+         * request_timeout_ms, and it would give up without an answer. */
+        bool held = req && held_long;
+        if (age < limit && !held)
             continue;
-        obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
-        dpdk_stat_add(&w->st.timeouts, 1);
+        if (age >= limit) {
+            obs_counter_inc(w->s->reg, w->id, w->s->m_timeouts + w->id);
+            dpdk_stat_add(&w->st.timeouts, 1);
+        }
         if (req) {
-            /* Held back by our closed window: 503 (retried), not 408 (dropped). */
             if (c->throttled)
                 receiver_conn_throttle_timeout(&c->rc, &c->out);
             else
