@@ -15,6 +15,7 @@
 
 #include "compress/compress.h"
 #include "memlimit/memlimit.h"
+#include "otlp/otlp_metrics.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "otlp/otlp.h"
@@ -164,23 +165,7 @@ const char *grpc_signal_path(int sig)
 static int register_signal_counter(struct obs_registry *reg, const char *what, const char *help,
                                    uint32_t *id)
 {
-    /* Same families as lib/receiver (otlp_spans_received_total, ...), our
-     * series labelled protocol="grpc"; registered back to back so the ids
-     * are consecutive. */
-    for (int s = 0; s < OTLP_SIGNAL_COUNT; s++) {
-        char name[96];
-        snprintf(name, sizeof(name), "otlp_%s_%s_total", otlp_signal_items[s], what);
-        const char *lbl[1] = {"protocol=\"grpc\""};
-        uint32_t sid;
-        int rc = obs_counter_register(reg, name, help, lbl, 1, &sid);
-        if (rc < 0)
-            return rc;
-        if (s == 0)
-            *id = sid;
-        else if (sid != *id + (uint32_t)s)
-            return -EINVAL;
-    }
-    return 0;
+    return otlp_register_item_counters(reg, what, help, "protocol=\"grpc\"", id);
 }
 
 static const char *method_label(unsigned m)

@@ -11,6 +11,7 @@
 
 #include "compress/compress.h"
 #include "memlimit/memlimit.h"
+#include "otlp/otlp_metrics.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "otlp/otlp.h"
@@ -83,23 +84,7 @@ struct receiver_worker {
 static int register_signal_counter(struct obs_registry *reg, const char *what, const char *help,
                                    uint32_t *id)
 {
-    /* One family per signal (otlp_spans_*, otlp_metric_points_*, ...),
-     * registered back to back so the ids are consecutive; our series are
-     * labelled protocol="http", lib/grpc's protocol="grpc". */
-    for (int s = 0; s < OTLP_SIGNAL_COUNT; s++) {
-        char name[96];
-        snprintf(name, sizeof(name), "otlp_%s_%s_total", otlp_signal_items[s], what);
-        const char *lbl[1] = {"protocol=\"http\""};
-        uint32_t sid;
-        int rc = obs_counter_register(reg, name, help, lbl, 1, &sid);
-        if (rc < 0)
-            return rc;
-        if (s == 0)
-            *id = sid;
-        else if (sid != *id + (uint32_t)s)
-            return -EINVAL;
-    }
-    return 0;
+    return otlp_register_item_counters(reg, what, help, "protocol=\"http\"", id);
 }
 
 static int register_metrics(struct receiver *r, unsigned n_workers)
