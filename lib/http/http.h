@@ -109,7 +109,9 @@ struct http_req {
     char content_type[HTTP_CONTENT_TYPE_MAX];         /* media type, lowercased, no params */
     char content_encoding[HTTP_CONTENT_ENCODING_MAX]; /* lowercased; "" for none/identity */
     char authorization[HTTP_AUTHORIZATION_MAX];       /* verbatim, OWS trimmed */
-    const uint8_t *body;        /* into the body buf; NULL when the parser has no buf */
+    const uint8_t *body;        /* NULL when the parser has no buf; else into the body buf,
+                                 * or, when the whole body came in one feed, into that
+                                 * feed's data (not copied): valid as long as it is */
     size_t body_len;            /* de-chunked body length */
 };
 

@@ -792,6 +792,19 @@ int http_parser_feed(struct http_parser *p, const uint8_t *data, size_t len, siz
             *consumed = i;
             return rc == HTTP_DONE ? finish(p) : rc;
         }
+        if (p->state == S_BODY && p->body_bytes == 0 && p->body_buf != NULL &&
+            p->remaining <= len - i) {
+            /* The whole body is in this feed (in DPDK mode: in the segment
+             * the stack delivered): point at it instead of copying. Only a
+             * body that straddles feeds is copied into body_buf. */
+            p->state = S_DONE;
+            p->req.body = data + i;
+            p->req.body_len = (size_t)p->remaining;
+            p->body_bytes = p->remaining;
+            p->remaining = 0;
+            *consumed = i + p->req.body_len;
+            return HTTP_DONE;
+        }
         if (p->state == S_BODY || p->state == S_CHUNK_DATA) {
             size_t avail = len - i;
             size_t n = p->remaining < avail ? (size_t)p->remaining : avail;

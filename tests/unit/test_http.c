@@ -662,9 +662,11 @@ static void test_limits(void **state)
     const char *r3 = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd";
     assert_int_equal(http_parser_feed(&p, (const uint8_t *)r3, strlen(r3), &used),
                      HTTP_HEADERS_COMPLETE);
+    size_t r3_head = used;
     assert_int_equal(http_parser_feed(&p, (const uint8_t *)r3 + used, strlen(r3) - used, &used),
                      HTTP_DONE);
-    assert_ptr_equal(http_parser_req(&p)->body, small.data);
+    /* whole in one feed: in place (test_body_in_place) */
+    assert_ptr_equal(http_parser_req(&p)->body, (const uint8_t *)r3 + r3_head);
     assert_memory_equal(http_parser_req(&p)->body, "abcd", 4);
     uint8_t *before = small.data;
     http_parser_reset(&p);
@@ -894,9 +896,46 @@ static void test_large_head_bytewise(void **state)
     buf_free(&body);
 }
 
+/* A body that arrives whole in one feed is not copied: req->body points
+ * into the fed data and the body buf stays empty. One that straddles feeds
+ * is assembled in the body buf. */
+static void test_body_in_place(void **state)
+{
+    (void)state;
+    static const char req[] = "POST /v1/traces HTTP/1.1\r\nHost: a\r\n"
+                              "Content-Length: 5\r\n\r\nhelloGET";
+    const size_t head = strlen(req) - strlen("helloGET");
+    struct buf body;
+    assert_int_equal(buf_init(&body, 64, 0), 0);
+    struct http_parser p;
+    http_parser_init(&p, NULL, &body);
+    size_t used;
+    assert_int_equal(http_parser_feed(&p, (const uint8_t *)req, strlen(req), &used),
+                     HTTP_HEADERS_COMPLETE);
+    assert_int_equal(used, head);
+    assert_int_equal(http_parser_feed(&p, (const uint8_t *)req + head, strlen(req) - head, &used),
+                     HTTP_DONE);
+    assert_int_equal(used, 5); /* "GET" belongs to the next request */
+    const struct http_req *r = http_parser_req(&p);
+    assert_ptr_equal(r->body, (const uint8_t *)req + head);
+    assert_int_equal(r->body_len, 5);
+    assert_int_equal(body.len, 0);
+
+    http_parser_reset(&p);
+    assert_int_equal(http_parser_feed(&p, (const uint8_t *)req, head + 2, &used),
+                     HTTP_HEADERS_COMPLETE);
+    assert_int_equal(http_parser_feed(&p, (const uint8_t *)req + head, 2, &used), HTTP_AGAIN);
+    assert_int_equal(http_parser_feed(&p, (const uint8_t *)req + head + 2, 6, &used), HTTP_DONE);
+    assert_int_equal(used, 3);
+    assert_ptr_equal(r->body, body.data);
+    assert_memory_equal(r->body, "hello", 5);
+    buf_free(&body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_in_place),
         cmocka_unit_test(test_simple_get),
         cmocka_unit_test(test_simple_post),
         cmocka_unit_test(test_keep_alive),
