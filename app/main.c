@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* otlp-service: CLI parsing and explicit wiring of the modules. Start order:
- * config -> logs -> metrics -> pipeline -> receiver -> exporter -> control
- * plane -> workers; stop order is the reverse, draining on the way. */
+ * config -> logs -> metrics -> (dpdk: EAL) -> pipeline -> receiver ->
+ * exporter -> control plane -> workers; stop order is the reverse, draining
+ * on the way. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -358,7 +359,14 @@ static int run(const char *path)
         log_error("cannot create metrics registry", "");
         goto out;
     }
-    if ((rc = pipeline_create(&cfg, n_workers, &pipe)) < 0) {
+    /* dpdk: the EAL first, the pipeline's rings and batch pool live in its
+     * memory. */
+    if (dpdk && (rc = dpdk_eal_start(&cfg, n_workers)) < 0) {
+        log_error("cannot start the DPDK EAL", "error=%s", strerror(-rc));
+        goto fail;
+    }
+    const struct pipeline_env *penv = dpdk ? dpdk_pipeline_env(&cfg) : NULL;
+    if ((rc = pipeline_create_env(&cfg, n_workers, penv, &pipe)) < 0) {
         log_error("cannot create pipeline", "error=%s", strerror(-rc));
         goto fail;
     }
@@ -419,7 +427,7 @@ static int run(const char *path)
     health_set(HEALTH_EXPORTER, true, "");
     health_set(HEALTH_PIPELINE, true, "");
     if ((rc = memlimit_start(ml)) < 0 || (rc = control_server_start(ctl)) < 0 ||
-        (rc = export_runner_start(exp)) < 0 ||
+        (rc = dpdk ? dpdk_export_start(exp, n_workers, reg) : export_runner_start(exp)) < 0 ||
         (rc = dpdk ? dpdk_server_start(dsrv) : sock_server_start(srv)) < 0)
         goto fail;
     health_set(HEALTH_RECEIVER, true, "");
@@ -481,6 +489,7 @@ out:
     grpc_receiver_destroy(grecv);
     memlimit_destroy(ml); /* after the receivers: their workers release into it */
     pipeline_destroy(pipe);
+    dpdk_eal_stop(); /* last: the pipeline's rings and batches were EAL memory */
     obs_registry_destroy(reg);
     config_free(&cfg);
     return rc;

@@ -43,7 +43,7 @@ dataplane:
   mode: dpdk
   workers: 1
   dpdk:
-    eal_args: "--no-huge -m 512 --no-pci --vdev=net_tap0,iface=$iface"
+    eal_args: "--no-huge -m 1024 --no-pci --vdev=net_tap0,iface=$iface"
     ip: 198.18.0.2
 batch:
   batch_timeout_ms: 100

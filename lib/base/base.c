@@ -11,6 +11,7 @@
 
 int buf_init(struct buf *b, size_t cap, size_t limit)
 {
+    b->external = false;
     b->len = 0;
     b->limit = limit;
     b->cap = 0;
@@ -24,11 +25,21 @@ int buf_init(struct buf *b, size_t cap, size_t limit)
     return 0;
 }
 
+void buf_init_fixed(struct buf *b, void *storage, size_t cap)
+{
+    b->data = storage;
+    b->len = 0;
+    b->cap = b->limit = cap;
+    b->external = true;
+}
+
 void buf_free(struct buf *b)
 {
     if (b == NULL)
         return;
-    free(b->data);
+    if (!b->external)
+        free(b->data);
+    b->external = false;
     b->data = NULL;
     b->len = b->cap = 0;
 }
@@ -40,7 +51,7 @@ int buf_reserve(struct buf *b, size_t extra)
     size_t need = b->len + extra;
     if (need <= b->cap)
         return 0;
-    if (b->limit != 0 && need > b->limit)
+    if (b->external || (b->limit != 0 && need > b->limit))
         return -EMSGSIZE;
     size_t ncap = b->cap ? b->cap : 256;
     while (ncap < need)

@@ -27,12 +27,19 @@ struct buf {
     size_t len;
     size_t cap;
     size_t limit;
+    bool external; /* buf_init_fixed(): storage not ours, never grown or freed */
 };
 
 /* Allocate `cap` bytes up front; `limit` caps growth (0: unbounded).
  * Returns 0, -ENOMEM. */
 int buf_init(struct buf *b, size_t cap, size_t limit);
-/* Frees the storage; a zeroed or already freed buf is fine. */
+/* Use `cap` bytes at `storage` (borrowed; the caller frees it after the
+ * buf) as a buffer that never grows: cap == limit, so buf_reserve() returns
+ * -EMSGSIZE beyond `cap` and never allocates; buf_free() leaves the storage
+ * alone. For pools allocated once at start (DPDK hugepage batch bodies). */
+void buf_init_fixed(struct buf *b, void *storage, size_t cap);
+/* Frees the storage (not external storage); a zeroed or already freed buf
+ * is fine. */
 void buf_free(struct buf *b);
 /* Make room for `extra` more bytes. Returns 0, -EMSGSIZE, -ENOMEM. */
 int buf_reserve(struct buf *b, size_t extra);

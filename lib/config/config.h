@@ -93,6 +93,7 @@ struct dpdk_config {
     uint16_t rx_desc;             /* rx descriptors per queue */
     uint16_t tx_desc;             /* tx descriptors per queue */
     uint32_t mbufs;               /* mbuf pool size; 0: sized from queues and descriptors */
+    uint64_t batch_pool_bytes;    /* EAL memory for batch bodies at most; 0: no cap */
     uint32_t max_conns_per_lcore; /* TCP connection table per lcore */
     uint32_t snd_buf_bytes;       /* TCP send buffer per connection */
     uint32_t rcv_space_bytes;     /* TCP receive window per connection */

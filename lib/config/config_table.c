@@ -610,6 +610,15 @@ static const struct config_key dpdk_keys[] = {
     KEY_U32(dpdk_config, mbufs, "0", 0, 16777216,
             "Packet buffers in the pool (allocated once); 0 sizes it from the queues: "
             "(rx_desc + tx_desc + 512) per worker, plus caches."),
+    KEY_SIZE64(dpdk_config, batch_pool_bytes, "512MiB", 0, 1024 * GIB,
+               "Most EAL (hugepage) memory the batch pool may take. Every batch body is "
+               "allocated there once at start with a fixed capacity of "
+               "batch.max_batch_bytes + 1/8 + 4 KiB; the pool has as many batches as "
+               "batch.max_queue_size / batch.max_export_batch_size needs (as in socket mode) "
+               "but no more than fit here (at least 5 per worker), so with a large queue "
+               "the pool may run out (503 pool_exhausted) before the queue is full. "
+               "0: no cap. Start-up fails when the EAL cannot provide the pool (-m, "
+               "hugepages)."),
     KEY_U32(dpdk_config, max_conns_per_lcore, "4096", 1, 16777216,
             "TCP connection table per worker lcore, TIME_WAIT included; more are refused."),
     KEY_SIZE32(dpdk_config, snd_buf_bytes, "16KiB", 2 * KIB, 64 * MIB,

@@ -133,7 +133,7 @@ struct dpdk_server {
 };
 
 /* dpdk_port.c */
-int dpdk_eal_init(struct dpdk_server *s);
+bool dpdk_eal_ready(void);
 int dpdk_port_init(struct dpdk_server *s);
 void dpdk_port_close(struct dpdk_server *s);
 

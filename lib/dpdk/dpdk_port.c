@@ -62,16 +62,39 @@ static void cpu_list(char *out, size_t len, const unsigned *skip, unsigned n_ski
     }
 }
 
+/* Append "(a,b,c)": cpu_list() as an EAL CPU group. */
+static void cpu_group(char *out, size_t len, const unsigned *skip, unsigned n_skip)
+{
+    size_t o = strlen(out);
+    snprintf(out + o, len - o, "(");
+    cpu_list(out, len, skip, n_skip);
+    o = strlen(out);
+    snprintf(out + o, len - o, ")");
+}
+
+/* Set once rte_eal_init() succeeded; cleared by dpdk_eal_stop(). */
+static bool eal_ready;
+
+bool dpdk_eal_ready(void)
+{
+    return eal_ready;
+}
+
 /*
  * Build argv: "otlp-service", the configured words, --file-prefix unless
  * given, and --lcores unless -l/-c/--lcores is given. Generated lcores: the
- * main lcore 0 and workers 1..n. With dataplane.cores, worker i runs on
- * cores[i % n] and the main lcore on the remaining CPUs; without, every
- * lcore floats over the CPUs we may use.
+ * main lcore 0, workers 1..n and the export lcore n+1 (dpdk_export_start).
+ * With dataplane.cores, worker i runs on cores[i % n] and the main and
+ * export lcores on the remaining CPUs (the exporter sleeps in poll(), it
+ * does not spin); without, every lcore floats over the CPUs we may use.
  */
-int dpdk_eal_init(struct dpdk_server *s)
+int dpdk_eal_start(const struct svc_config *cfg, unsigned n_workers)
 {
-    const struct dpdk_config *d = &s->cfg->dataplane.dpdk;
+    if (cfg == NULL || n_workers == 0 || n_workers > CONFIG_MAX_CORES)
+        return -EINVAL;
+    if (eal_ready)
+        return -EALREADY;
+    const struct dpdk_config *d = &cfg->dataplane.dpdk;
     const char *args = d->eal_args ? d->eal_args : "";
     size_t store_len = strlen(args) + 1;
     char *store = malloc(store_len);
@@ -97,24 +120,23 @@ int dpdk_eal_init(struct dpdk_server *s)
     }
     if (!has_opt(argv, argc, lcore_opts)) {
         unsigned cores[CONFIG_MAX_CORES], n_cores = 0;
-        const char *cl = s->cfg->dataplane.cores;
+        const char *cl = cfg->dataplane.cores;
         if (cl != NULL && *cl != '\0' &&
             config_parse_cores(cl, cores, CONFIG_MAX_CORES, &n_cores) < 0)
             n_cores = 0;
         if (n_cores > 0) {
-            snprintf(lcores, sizeof(lcores), "--lcores=0@(");
-            cpu_list(lcores, sizeof(lcores), cores, n_cores);
-            size_t o = strlen(lcores);
-            snprintf(lcores + o, sizeof(lcores) - o, ")");
-            for (unsigned w = 0; w < s->n_workers; w++) {
-                o = strlen(lcores);
+            snprintf(lcores, sizeof(lcores), "--lcores=0@");
+            cpu_group(lcores, sizeof(lcores), cores, n_cores);
+            for (unsigned w = 0; w < n_workers; w++) {
+                size_t o = strlen(lcores);
                 snprintf(lcores + o, sizeof(lcores) - o, ",%u@%u", w + 1, cores[w % n_cores]);
             }
-        } else {
-            snprintf(lcores, sizeof(lcores), "--lcores=(0-%u)@(", s->n_workers);
-            cpu_list(lcores, sizeof(lcores), NULL, 0);
             size_t o = strlen(lcores);
-            snprintf(lcores + o, sizeof(lcores) - o, ")");
+            snprintf(lcores + o, sizeof(lcores) - o, ",%u@", n_workers + 1);
+            cpu_group(lcores, sizeof(lcores), cores, n_cores);
+        } else {
+            snprintf(lcores, sizeof(lcores), "--lcores=(0-%u)@", n_workers + 1);
+            cpu_group(lcores, sizeof(lcores), NULL, 0);
         }
         argv[argc++] = lcores;
     }
@@ -134,12 +156,19 @@ int dpdk_eal_init(struct dpdk_server *s)
         log_error("rte_eal_init failed", "error=%s", rte_strerror(rte_errno));
         goto out;
     }
-    s->eal_ready = true;
-    s->tsc_hz = rte_get_tsc_hz();
+    eal_ready = true;
     rc = 0;
 out:
     free(store);
     return rc;
+}
+
+void dpdk_eal_stop(void)
+{
+    if (!eal_ready)
+        return;
+    rte_eal_cleanup();
+    eal_ready = false;
 }
 
 /* Pool: every rx descriptor may hold an mbuf, every tx descriptor one in

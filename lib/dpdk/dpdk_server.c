@@ -857,8 +857,12 @@ int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct 
         goto fail;
     memset(s->workers, 0, n_workers * sizeof(*s->workers));
 
-    if ((rc = dpdk_eal_init(s)) < 0)
+    if (!dpdk_eal_ready()) { /* dpdk_eal_start() comes first */
+        rc = -EINVAL;
         goto fail;
+    }
+    s->eal_ready = true;
+    s->tsc_hz = rte_get_tsc_hz();
     /* Worker i runs on the i-th worker lcore. */
     unsigned lc, n = 0;
     RTE_LCORE_FOREACH_WORKER(lc) {
@@ -1010,8 +1014,6 @@ void dpdk_server_destroy(struct dpdk_server *s)
     dpdk_metrics_free(s);
     if (s->pool != NULL)
         rte_mempool_free(s->pool);
-    if (s->eal_ready)
-        rte_eal_cleanup();
     pthread_mutex_destroy(&s->stats_lock);
     free(s->workers);
     free(s);

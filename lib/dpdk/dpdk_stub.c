@@ -6,6 +6,33 @@
 #include "dpdk/dpdk_server.h"
 #include "obs/log.h"
 
+int dpdk_eal_start(const struct svc_config *cfg, unsigned n_workers)
+{
+    (void)cfg;
+    (void)n_workers;
+    log_error("dataplane.mode dpdk is not available: built without libdpdk "
+              "(install libdpdk-dev and rebuild)", "");
+    return -ENOTSUP;
+}
+
+void dpdk_eal_stop(void)
+{
+}
+
+const struct pipeline_env *dpdk_pipeline_env(const struct svc_config *cfg)
+{
+    (void)cfg;
+    return NULL;
+}
+
+int dpdk_export_start(struct export_runner *r, unsigned n_workers, struct obs_registry *reg)
+{
+    (void)r;
+    (void)n_workers;
+    (void)reg;
+    return -ENOTSUP;
+}
+
 int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct grpc_receiver *gr,
                        struct pipeline *p, struct obs_registry *reg, unsigned n_workers,
                        struct dpdk_server **out)
@@ -17,8 +44,6 @@ int dpdk_server_create(const struct svc_config *cfg, struct receiver *r, struct 
     (void)reg;
     (void)n_workers;
     (void)out;
-    log_error("dataplane.mode dpdk is not available: built without libdpdk "
-              "(install libdpdk-dev and rebuild)", "");
     return -ENOTSUP;
 }
 

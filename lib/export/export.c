@@ -68,6 +68,8 @@ struct export_runner {
 
     pthread_t thread;
     bool started, joined;
+    void (*join)(void *arg); /* external thread (export_runner_start_external) */
+    void *join_arg;
     _Atomic bool stopping;
     _Atomic uint64_t deadline_ms;
 
@@ -1011,6 +1013,13 @@ int export_runner_create(const struct svc_config *cfg, struct pipeline *p, struc
     return export_runner_create_with(cfg, p, reg, shard, &ex, out);
 }
 
+static void log_started(const struct export_runner *r, const char *where)
+{
+    log_info("export runner started", "exporter=%s concurrency=%u spool=%s durability=%s thread=%s",
+             r->ex.ops->name, r->max_in_flight, r->spool != NULL ? "on" : "off",
+             r->durable ? "spool" : "memory", where);
+}
+
 int export_runner_start(struct export_runner *r)
 {
     if (r == NULL)
@@ -1022,9 +1031,29 @@ int export_runner_start(struct export_runner *r)
         return -rc;
     pthread_setname_np(r->thread, "otlp-export");
     r->started = true;
-    log_info("export runner started", "exporter=%s concurrency=%u spool=%s durability=%s",
-             r->ex.ops->name, r->max_in_flight, r->spool != NULL ? "on" : "off",
-             r->durable ? "spool" : "memory");
+    log_started(r, "pthread");
+    return 0;
+}
+
+int export_runner_start_external(struct export_runner *r, const char *where,
+                                 void (*join)(void *arg), void *join_arg)
+{
+    if (r == NULL || join == NULL)
+        return -EINVAL;
+    if (r->started || r->joined)
+        return -EALREADY;
+    r->join = join;
+    r->join_arg = join_arg;
+    r->started = true;
+    log_started(r, where != NULL ? where : "external");
+    return 0;
+}
+
+int export_runner_run(struct export_runner *r)
+{
+    if (r == NULL || r->joined)
+        return -EINVAL;
+    runner_main(r);
     return 0;
 }
 
@@ -1036,7 +1065,10 @@ void export_runner_stop(struct export_runner *r, uint64_t deadline_ms)
     atomic_store_explicit(&r->stopping, true, memory_order_release);
     if (r->started) {
         r->ex.ops->wakeup(r->ex.state);
-        pthread_join(r->thread, NULL);
+        if (r->join != NULL)
+            r->join(r->join_arg);
+        else
+            pthread_join(r->thread, NULL);
     } else {
         runner_main(r);
     }

@@ -104,6 +104,26 @@ int export_runner_create_with(const struct svc_config *cfg, struct pipeline *p,
 int export_runner_start(struct export_runner *r);
 
 /*
+ * Run the export loop on the calling thread, a thread the caller owns (a
+ * DPDK lcore: lib/dpdk's dpdk_export_start()), until export_runner_stop()
+ * ends it. Announce the thread with export_runner_start_external() once it
+ * is launched (the loop reads nothing that call sets).
+ * Returns 0 when stopped; -EINVAL (NULL, or already stopped).
+ */
+int export_runner_run(struct export_runner *r);
+
+/*
+ * Instead of export_runner_start(): the caller runs export_runner_run() on
+ * its own thread, described by `where` for the log (e.g. "lcore 2"), and
+ * export_runner_stop() waits for it with `join(join_arg)` (e.g.
+ * rte_eal_wait_lcore) instead of pthread_join. Call from the thread that
+ * will call export_runner_stop(), once the loop's thread is launched.
+ * Returns 0; -EINVAL (NULL r or join); -EALREADY.
+ */
+int export_runner_start_external(struct export_runner *r, const char *where,
+                                 void (*join)(void *arg), void *join_arg);
+
+/*
  * Graceful stop, called after the workers flushed their last batches: keep
  * exporting (retries included) until nothing is queued, in flight or due
  * before `deadline_ms` (monotonic, base_now_ms()), or until the deadline
@@ -111,8 +131,9 @@ int export_runner_start(struct export_runner *r);
  * spool when it is enabled, else (or when the spool refuses it) it is
  * counted dropped with reason "shutdown". With the spool enabled and the
  * upstream failing, waiting batches are spooled at once instead of being
- * retried until the deadline. Joins the thread. Without a started thread the
- * same loop runs on the caller's thread. Calling it twice is a no-op.
+ * retried until the deadline. Joins the thread (the external one through its
+ * join function). Without a started thread the same loop runs on the
+ * caller's thread. Calling it twice is a no-op.
  */
 void export_runner_stop(struct export_runner *r, uint64_t deadline_ms);
 

@@ -13,6 +13,7 @@
 
 #include "otlp/otlp_batch.h"
 #include "otlp/otlp_scan.h"
+#include "otlp/otlp_wire.h"
 #include "obs/log.h"
 #include "pipeline/ring.h"
 #include "spool/wal.h"
@@ -22,8 +23,15 @@ _Static_assert(ENOBUFS == 105, "ring.h hard-codes -ENOBUFS");
 struct pipeline_worker {
     _Alignas(BASE_CACHE_LINE) struct batch *open[OTLP_SIGNAL_COUNT];
     struct wal *wal;            /* durability: spool; NULL otherwise */
-    struct spsc_ring ready;     /* worker -> exporter */
-    struct spsc_ring free;      /* exporter -> worker */
+    void *ready;                /* worker -> exporter (ring ops) */
+    void *free;                 /* exporter -> worker (ring ops) */
+    /* Fixed bodies: a request split over several batches takes them all
+     * first (pieces, batches_per_worker slots); when it is refused after
+     * all they wait on `spare` (the worker cannot put them back on `free`,
+     * whose only producer is the exporter) and are taken before the ring. */
+    struct batch **pieces;
+    struct batch *spare;
+    _Atomic unsigned n_spare;   /* written by the worker */
     _Alignas(BASE_CACHE_LINE) _Atomic uint64_t admitted;  /* written by the worker */
     _Alignas(BASE_CACHE_LINE) _Atomic uint64_t released;  /* written by the exporter */
 };
@@ -36,6 +44,9 @@ struct pipeline {
     uint64_t max_batch_bytes;
     uint32_t batch_timeout_ms;
     unsigned next_dequeue;      /* exporter's round-robin cursor */
+    const struct pipeline_ring_ops *ring; /* env->ring or the SPSC rings of ring.h */
+    struct pipeline_env env;    /* copy of what pipeline_create_env() got */
+    size_t fixed_bytes;         /* env.mem: capacity of every body; 0: malloc'd bodies */
     struct batch *batches;      /* all of them, one allocation */
     struct pipeline_worker *workers;
     void (*wakeup)(void *arg);
@@ -45,6 +56,57 @@ struct pipeline {
     struct wal **orphans;       /* logs of workers >= n_workers a previous run left */
     unsigned n_orphans;
     struct wal_stats orphan_stats; /* their figures, kept after they are closed */
+};
+
+/* ---- default ring ops: ring.h's SPSC rings on malloc ---- */
+
+static int spsc_create(void *arg, const char *name, unsigned worker, unsigned cap, void **out)
+{
+    (void)arg;
+    (void)name;
+    (void)worker;
+    struct spsc_ring *r;
+    if (posix_memalign((void **)&r, BASE_CACHE_LINE, sizeof(*r)) != 0)
+        return -ENOMEM;
+    int rc = spsc_ring_init(r, cap);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+static void spsc_destroy(void *arg, void *ring)
+{
+    (void)arg;
+    if (ring == NULL)
+        return;
+    spsc_ring_fini(ring);
+    free(ring);
+}
+
+static int spsc_enqueue(void *ring, void *obj)
+{
+    return spsc_ring_push(ring, obj);
+}
+
+static void *spsc_dequeue(void *ring)
+{
+    return spsc_ring_pop(ring);
+}
+
+static unsigned spsc_count(const void *ring)
+{
+    return (unsigned)spsc_ring_count(ring);
+}
+
+static const struct pipeline_ring_ops spsc_ops = {
+    .create = spsc_create,
+    .destroy = spsc_destroy,
+    .enqueue = spsc_enqueue,
+    .dequeue = spsc_dequeue,
+    .count = spsc_count,
 };
 
 /* <root>/wal-<n> */
@@ -135,7 +197,87 @@ static void close_orphans(struct pipeline *p)
     p->n_orphans = 0;
 }
 
+size_t pipeline_fixed_batch_bytes(const struct svc_config *cfg)
+{
+    return (size_t)(cfg->batch.max_batch_bytes + cfg->batch.max_batch_bytes / 8 + 4096);
+}
+
+/* Batches per worker: enough for a full queue of full batches twice over
+ * (partially filled batches flushed by age), the exports in flight and
+ * every worker's open batches; with fixed bodies no more than fit
+ * env->mem_max_bytes. *capped tells whether that cut the count. */
+static unsigned batches_per_worker(const struct svc_config *cfg, unsigned n_workers,
+                                   const struct pipeline_env *env, bool *capped)
+{
+    uint64_t per_batch = cfg->batch.max_export_batch_size;
+    uint64_t queued = (cfg->batch.max_queue_size + per_batch - 1) / per_batch;
+    uint64_t total = 2 * queued + cfg->batch.max_concurrent_exports;
+    uint64_t per = (total + n_workers - 1) / n_workers + OTLP_SIGNAL_COUNT + 1;
+    *capped = false;
+    if (env != NULL && env->mem != NULL && env->mem_max_bytes != 0) {
+        uint64_t fit = env->mem_max_bytes / pipeline_fixed_batch_bytes(cfg) / n_workers;
+        fit = BASE_MAX(fit, (uint64_t)PIPELINE_MIN_BATCHES);
+        *capped = fit < per;
+        per = BASE_MIN(per, fit);
+    }
+    return (unsigned)BASE_MIN(per, (uint64_t)UINT32_MAX / 2 / n_workers);
+}
+
+unsigned pipeline_pool_batches(const struct svc_config *cfg, unsigned n_workers,
+                               const struct pipeline_env *env)
+{
+    bool capped;
+    if (n_workers == 0 || cfg->batch.max_export_batch_size == 0)
+        return 0;
+    return batches_per_worker(cfg, n_workers, env, &capped) * n_workers;
+}
+
+/* Storage of batch `b` of worker `w`: fixed from env.mem, or malloc'd on
+ * first use up to `limit` and kept, so memory is flat after warm-up. */
+static int body_init(struct pipeline *p, struct batch *b, unsigned w, size_t limit)
+{
+    if (p->fixed_bytes == 0)
+        return buf_init(&b->body, 0, limit);
+    void *mem = p->env.mem->alloc(p->env.arg, w, p->fixed_bytes);
+    if (mem == NULL)
+        return -ENOMEM;
+    buf_init_fixed(&b->body, mem, p->fixed_bytes);
+    return 0;
+}
+
+/* The worker's two rings, filled with its batches. */
+static int worker_init(struct pipeline *p, unsigned w, size_t limit)
+{
+    struct pipeline_worker *pw = &p->workers[w];
+    unsigned per = p->batches_per_worker;
+    char name[24];
+    int rc;
+    if (p->fixed_bytes != 0 && (pw->pieces = calloc(per, sizeof(*pw->pieces))) == NULL)
+        return -ENOMEM;
+    snprintf(name, sizeof(name), "otlp_ready_%u", w);
+    if ((rc = p->ring->create(p->env.arg, name, w, per, &pw->ready)) < 0)
+        return rc;
+    snprintf(name, sizeof(name), "otlp_free_%u", w);
+    if ((rc = p->ring->create(p->env.arg, name, w, per, &pw->free)) < 0)
+        return rc;
+    for (unsigned i = 0; i < per; i++) {
+        struct batch *b = &p->batches[(size_t)w * per + i];
+        b->worker = (uint16_t)w;
+        if ((rc = body_init(p, b, w, limit)) < 0)
+            return rc;
+        if ((rc = p->ring->enqueue(pw->free, b)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pipeline **out)
+{
+    return pipeline_create_env(cfg, n_workers, NULL, out);
+}
+
+int pipeline_create_env(const struct svc_config *cfg, unsigned n_workers,
+                        const struct pipeline_env *env, struct pipeline **out)
 {
     if (n_workers == 0 || cfg->batch.max_export_batch_size == 0 || cfg->batch.max_queue_size == 0)
         return -EINVAL;
@@ -147,15 +289,23 @@ int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pip
     p->max_batch_items = cfg->batch.max_export_batch_size;
     p->max_batch_bytes = cfg->batch.max_batch_bytes;
     p->batch_timeout_ms = cfg->batch.batch_timeout_ms;
-
-    /* Enough batches for a full queue of full batches twice over (partially
-     * filled batches flushed by age), the exports in flight and every
-     * worker's open batches. */
-    uint64_t queued = (p->max_queue_items + p->max_batch_items - 1) / p->max_batch_items;
-    uint64_t total = 2 * queued + cfg->batch.max_concurrent_exports;
-    unsigned per = (unsigned)((total + n_workers - 1) / n_workers) + OTLP_SIGNAL_COUNT + 1;
+    if (env != NULL)
+        p->env = *env;
+    p->ring = p->env.ring != NULL ? p->env.ring : &spsc_ops;
+    if (p->env.mem != NULL)
+        p->fixed_bytes = pipeline_fixed_batch_bytes(cfg);
+    bool capped;
+    unsigned per = batches_per_worker(cfg, n_workers, env, &capped);
     p->batches_per_worker = per;
-    /* A batch holds at least one maximal request plus splice overhead. */
+    if (capped)
+        log_warn("batch pool capped by its memory budget: fewer batches than the queue needs",
+                 "batches=%u batch_bytes=%zu budget_bytes=%llu detail=%s", per * n_workers,
+                 p->fixed_bytes, (unsigned long long)p->env.mem_max_bytes,
+                 "503 pool_exhausted may come before batch.max_queue_size is reached; raise "
+                 "dataplane.dpdk.batch_pool_bytes (and -m / hugepages) or lower "
+                 "batch.max_batch_bytes");
+    /* A malloc'd batch holds at least one maximal request plus splice
+     * overhead. */
     size_t limit = (size_t)(cfg->batch.max_batch_bytes + cfg->receiver.max_decompressed_bytes +
                             cfg->receiver.max_decompressed_bytes / 4 + 65536);
 
@@ -167,18 +317,13 @@ int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pip
         goto fail;
     memset(p->workers, 0, n_workers * sizeof(*p->workers));
     for (unsigned w = 0; w < n_workers; w++) {
-        struct pipeline_worker *pw = &p->workers[w];
-        if ((rc = spsc_ring_init(&pw->ready, per)) < 0 || (rc = spsc_ring_init(&pw->free, per)) < 0)
+        if ((rc = worker_init(p, w, limit)) < 0)
             goto fail;
-        for (unsigned i = 0; i < per; i++) {
-            struct batch *b = &p->batches[(size_t)w * per + i];
-            /* Storage grows on first use up to `limit` and is kept, so
-             * memory is flat after warm-up. */
-            buf_init(&b->body, 0, limit);
-            b->worker = (uint16_t)w;
-            spsc_ring_push(&pw->free, b);
-        }
     }
+    if (p->fixed_bytes != 0)
+        log_info("batch pool allocated", "memory=%s batches=%u batch_bytes=%zu total_bytes=%llu",
+                 p->env.name ? p->env.name : "env", per * n_workers, p->fixed_bytes,
+                 (unsigned long long)p->fixed_bytes * per * n_workers);
     if (cfg->spool.durability == SPOOL_DURABILITY_SPOOL) {
         p->durable = true;
         if ((rc = open_wals(p, cfg)) < 0)
@@ -187,6 +332,13 @@ int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pip
     *out = p;
     return 0;
 fail:
+    if (p->fixed_bytes != 0 && rc == -ENOMEM)
+        log_error("cannot allocate the batch pool",
+                  "memory=%s batches=%u batch_bytes=%zu total_bytes=%llu hint=%s",
+                  p->env.name ? p->env.name : "env", per * n_workers, p->fixed_bytes,
+                  (unsigned long long)p->fixed_bytes * per * n_workers,
+                  "give the EAL more memory (-m / hugepages) or lower batch.max_batch_bytes, "
+                  "batch.max_queue_size or batch.max_concurrent_exports");
     pipeline_destroy(p);
     return rc;
 }
@@ -198,18 +350,29 @@ void pipeline_destroy(struct pipeline *p)
     if (p->workers != NULL) {
         for (unsigned w = 0; w < p->n_workers; w++) {
             wal_close(p->workers[w].wal);
-            spsc_ring_fini(&p->workers[w].ready);
-            spsc_ring_fini(&p->workers[w].free);
+            p->ring->destroy(p->env.arg, p->workers[w].ready);
+            p->ring->destroy(p->env.arg, p->workers[w].free);
+            free(p->workers[w].pieces);
         }
     }
     close_orphans(p);
     if (p->batches != NULL) {
-        for (size_t i = 0; i < (size_t)p->batches_per_worker * p->n_workers; i++)
-            buf_free(&p->batches[i].body);
+        for (size_t i = 0; i < (size_t)p->batches_per_worker * p->n_workers; i++) {
+            struct buf *body = &p->batches[i].body;
+            if (body->external)
+                p->env.mem->free(p->env.arg, body->data);
+            buf_free(body);
+        }
     }
     free(p->batches);
     free(p->workers);
     free(p);
+}
+
+/* Free batches of worker `pw`: its free ring and its spares. */
+static unsigned free_count(const struct pipeline *p, struct pipeline_worker *pw)
+{
+    return p->ring->count(pw->free) + atomic_load_explicit(&pw->n_spare, memory_order_relaxed);
 }
 
 uint64_t pipeline_queued_items(const struct pipeline *p)
@@ -233,7 +396,7 @@ uint64_t pipeline_queued_batches(const struct pipeline *p)
 {
     uint64_t sum = 0;
     for (unsigned w = 0; w < p->n_workers; w++)
-        sum += spsc_ring_count(&p->workers[w].ready);
+        sum += p->ring->count(p->workers[w].ready);
     return sum;
 }
 
@@ -241,7 +404,7 @@ unsigned pipeline_free_batches(const struct pipeline *p)
 {
     unsigned sum = 0;
     for (unsigned w = 0; w < p->n_workers; w++)
-        sum += (unsigned)spsc_ring_count(&p->workers[w].free);
+        sum += free_count(p, &p->workers[w]);
     return sum;
 }
 
@@ -249,7 +412,7 @@ unsigned pipeline_free_batches_min(const struct pipeline *p)
 {
     unsigned min = p->batches_per_worker;
     for (unsigned w = 0; w < p->n_workers; w++)
-        min = BASE_MIN(min, (unsigned)spsc_ring_count(&p->workers[w].free));
+        min = BASE_MIN(min, free_count(p, &p->workers[w]));
     return min;
 }
 
@@ -266,15 +429,32 @@ int pipeline_admit(struct pipeline *p, unsigned w, uint64_t items)
     return 0;
 }
 
-struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_signal sig)
+/* A free batch of worker `pw`, spares first; NULL when none. Worker only. */
+static struct batch *take_free(struct pipeline *p, struct pipeline_worker *pw)
 {
-    struct pipeline_worker *pw = &p->workers[w];
-    struct batch *b = pw->open[sig];
-    if (b != NULL)
+    struct batch *b = pw->spare;
+    if (unlikely(b != NULL)) {
+        pw->spare = b->next;
+        atomic_store_explicit(&pw->n_spare,
+                              atomic_load_explicit(&pw->n_spare, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
         return b;
-    b = spsc_ring_pop(&pw->free);
-    if (unlikely(b == NULL))
-        return NULL;
+    }
+    return p->ring->dequeue(pw->free);
+}
+
+/* Give batch `b`, taken by worker `pw` and not handed on, back as a spare. */
+static void put_spare(struct pipeline_worker *pw, struct batch *b)
+{
+    b->next = pw->spare;
+    pw->spare = b;
+    atomic_store_explicit(&pw->n_spare,
+                          atomic_load_explicit(&pw->n_spare, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void batch_reset(struct batch *b, enum otlp_signal sig)
+{
     b->signal = sig;
     b->body.len = 0;
     b->items = 0;
@@ -285,6 +465,18 @@ struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_sign
     b->next = NULL;
     b->wal_n = 0;
     b->created_ms = base_now_ms();
+}
+
+struct batch *pipeline_open_batch(struct pipeline *p, unsigned w, enum otlp_signal sig)
+{
+    struct pipeline_worker *pw = &p->workers[w];
+    struct batch *b = pw->open[sig];
+    if (b != NULL)
+        return b;
+    b = take_free(p, pw);
+    if (unlikely(b == NULL))
+        return NULL;
+    batch_reset(b, sig);
     pw->open[sig] = b;
     return b;
 }
@@ -297,7 +489,7 @@ void pipeline_flush(struct pipeline *p, unsigned w, enum otlp_signal sig)
         return;
     pw->open[sig] = NULL;
     /* The ready ring holds every batch of this worker, so it cannot be full. */
-    spsc_ring_push(&pw->ready, b);
+    p->ring->enqueue(pw->ready, b);
     if (p->wakeup != NULL)
         p->wakeup(p->wakeup_arg);
 }
@@ -341,6 +533,163 @@ static int wal_log(struct pipeline *p, unsigned w, struct batch *b, size_t befor
     return 0;
 }
 
+/* ---- a request larger than one fixed batch: split at entry boundaries ---- */
+
+/* Consecutive top-level fields of a scanned request, cut into pieces whose
+ * accepted entries fit one fixed batch each. */
+struct piece_iter {
+    const uint8_t *req, *p, *end;
+    const struct otlp_scan_result *res;
+    uint32_t k;   /* next rejected entry */
+    size_t cap;   /* batch capacity */
+    size_t extra; /* most an entry can grow by splicing the resource attributes */
+};
+
+static void piece_iter_init(struct piece_iter *it, const uint8_t *req, size_t len,
+                            const struct otlp_scan_result *res, size_t cap, size_t extra)
+{
+    *it = (struct piece_iter){
+        .req = req, .p = req, .end = req + len, .res = res, .cap = cap, .extra = extra};
+}
+
+/*
+ * The next piece [*start, *stop): as many fields as fit, cut before the
+ * accepted entry that would overflow the batch (rejected entries and unknown
+ * fields go along: otlp_batch_append() skips them). Greedy, so the same
+ * request always gives the same pieces. Returns 1; 0 at the end (what is
+ * left holds no accepted entry); -EMSGSIZE one entry alone is larger than
+ * a batch; -EINVAL the request does not parse (it was scanned: a bug).
+ */
+static int next_piece(struct piece_iter *it, const uint8_t **start, const uint8_t **stop)
+{
+    size_t used = 0;
+    bool any = false;
+    *start = it->p;
+    while (it->p < it->end) {
+        const uint8_t *field = it->p, *q = it->p;
+        uint32_t fn;
+        unsigned wt;
+        size_t n;
+        if (otlp_wire_key(&q, it->end, &fn, &wt) < 0)
+            return -EINVAL;
+        bool entry = fn == 1 && wt == OTLP_WIRE_LEN;
+        if (entry ? otlp_wire_len(&q, it->end, &n) < 0 : otlp_wire_skip(&q, it->end, wt) < 0)
+            return -EINVAL;
+        if (entry)
+            q += n;
+        bool rejected = entry && it->k < it->res->n_rejected &&
+                        it->res->rejected[it->k].off == (uint32_t)(field - it->req);
+        if (entry && !rejected) {
+            size_t need = (size_t)(q - field) + it->extra;
+            if (need > it->cap)
+                return -EMSGSIZE;
+            if (any && used + need > it->cap)
+                break;
+            used += need;
+            any = true;
+        }
+        it->k += rejected;
+        it->p = q;
+    }
+    *stop = it->p;
+    return any ? 1 : 0;
+}
+
+/* Drop batch b's write-ahead log references (a refused piece). */
+static void wal_unref_batch(struct pipeline_worker *pw, struct batch *b)
+{
+    for (uint32_t i = 0; i < b->wal_n; i++)
+        wal_unref(pw->wal, b->wal_lo + i);
+    b->wal_n = 0;
+}
+
+/* Fill pw->pieces[0..k) with the pieces of the request, each scanned again
+ * on its own (a run of whole entries is a valid request) for its items and
+ * its rejected entries, and logged. Leaves b->items = the piece's items. */
+static int fill_pieces(struct pipeline *p, unsigned w, enum otlp_signal sig, struct piece_iter *it,
+                       unsigned k, const struct otlp_attrs *attrs)
+{
+    struct pipeline_worker *pw = &p->workers[w];
+    static const struct otlp_limits deep = {.max_depth = OTLP_SCAN_MAX_DEPTH};
+    struct otlp_scan_result sub;
+    const uint8_t *a, *z;
+    for (unsigned i = 0; i < k; i++) {
+        struct batch *b = pw->pieces[i];
+        batch_reset(b, sig);
+        int rc = next_piece(it, &a, &z);
+        if (rc <= 0 || otlp_scan(sig, a, (size_t)(z - a), &deep, &sub) < 0)
+            return -EINVAL;
+        if ((rc = otlp_batch_append(&b->body, a, (size_t)(z - a), &sub, attrs)) < 0)
+            return rc;
+        if (unlikely(p->durable) && (rc = wal_log(p, w, b, 0, sub.items)) < 0)
+            return rc;
+        b->items = sub.items;
+    }
+    return 0;
+}
+
+/*
+ * Fixed bodies (pipeline_env.mem): put a request whose accepted entries do
+ * not fit one batch into several, cut at top-level entry boundaries. All or
+ * nothing: the batches are counted and taken first, and the pieces are
+ * committed only when every one is copied (and logged). A refused request
+ * leaves the write-ahead log records of the pieces logged before the
+ * failure (replayed after a crash: at-least-once).
+ */
+static int ingest_split(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
+                        size_t len, const struct otlp_scan_result *res,
+                        const struct otlp_attrs *attrs)
+{
+    struct pipeline_worker *pw = &p->workers[w];
+    /* Splicing removes the configured keys and adds them once, and may
+     * lengthen the entry's and its Resource's length prefixes (or add a
+     * Resource header): 16 bytes cover those. */
+    size_t extra = attrs != NULL && attrs->n > 0 ? attrs->encoded_len + 16 : 0;
+    struct piece_iter it;
+    const uint8_t *a, *z;
+    unsigned k = 0;
+    int rc;
+    /* The empty batch the first attempt opened counts as free. */
+    struct batch *open = pw->open[sig];
+    if (open != NULL && open->body.len == 0) {
+        pw->open[sig] = NULL;
+        put_spare(pw, open);
+    }
+    piece_iter_init(&it, req, len, res, p->fixed_bytes, extra);
+    while ((rc = next_piece(&it, &a, &z)) > 0)
+        k++;
+    if (rc < 0)
+        return rc == -EMSGSIZE ? -EMSGSIZE : -EAGAIN;
+    /* More than a worker can ever have free at once (its other signals
+     * may each hold an open batch): never. */
+    if (k > p->batches_per_worker - OTLP_SIGNAL_COUNT)
+        return -EMSGSIZE;
+    if (free_count(p, pw) < k)
+        return -EAGAIN;
+    for (unsigned i = 0; i < k; i++)
+        pw->pieces[i] = take_free(p, pw);
+    piece_iter_init(&it, req, len, res, p->fixed_bytes, extra);
+    if ((rc = fill_pieces(p, w, sig, &it, k, attrs)) < 0) {
+        for (unsigned i = 0; i < k; i++) {
+            wal_unref_batch(pw, pw->pieces[i]);
+            put_spare(pw, pw->pieces[i]);
+        }
+        return rc == -EINVAL ? -EAGAIN : rc; /* -EMSGSIZE, or the log's error */
+    }
+    /* Each piece is a batch of its own, behind the open one. */
+    pipeline_flush(p, w, sig);
+    for (unsigned i = 0; i < k; i++) {
+        struct batch *b = pw->pieces[i];
+        uint64_t items = b->items;
+        b->items = 0;
+        pw->open[sig] = b;
+        pipeline_commit(p, w, sig, items);
+        if (i + 1 < k)
+            pipeline_flush(p, w, sig);
+    }
+    return 0;
+}
+
 int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
                     size_t len, const struct otlp_scan_result *res, const struct otlp_attrs *attrs)
 {
@@ -362,6 +711,8 @@ int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const 
         before = 0;
         rc = otlp_batch_append(&b->body, req, len, res, attrs);
     }
+    if (rc == -EMSGSIZE && p->fixed_bytes != 0)
+        return ingest_split(p, w, sig, req, len, res, attrs);
     if (rc < 0)
         return rc == -EMSGSIZE ? -EMSGSIZE : -EAGAIN;
     if (unlikely(p->durable) && (rc = wal_log(p, w, b, before, res->items)) < 0)
@@ -409,7 +760,7 @@ struct batch *pipeline_dequeue(struct pipeline *p)
 {
     for (unsigned i = 0; i < p->n_workers; i++) {
         unsigned w = (p->next_dequeue + i) % p->n_workers;
-        struct batch *b = spsc_ring_pop(&p->workers[w].ready);
+        struct batch *b = p->ring->dequeue(p->workers[w].ready);
         if (b != NULL) {
             p->next_dequeue = (w + 1) % p->n_workers;
             return b;
@@ -421,25 +772,21 @@ struct batch *pipeline_dequeue(struct pipeline *p)
 void pipeline_release(struct pipeline *p, struct batch *b)
 {
     struct pipeline_worker *pw = &p->workers[b->worker];
-    if (b->wal_n > 0) {
-        for (uint32_t i = 0; i < b->wal_n; i++)
-            wal_unref(pw->wal, b->wal_lo + i);
-        b->wal_n = 0;
-    }
+    wal_unref_batch(pw, b);
     atomic_store_explicit(&pw->released,
                           atomic_load_explicit(&pw->released, memory_order_relaxed) + b->items,
                           memory_order_release);
     b->items = 0;
     b->body.len = 0;
     if (p->pressure != NULL && atomic_load_explicit(p->pressure, memory_order_relaxed) != 0 &&
-        b->body.cap > PIPELINE_TRIM_BATCH_BYTES) {
+        b->body.cap > PIPELINE_TRIM_BATCH_BYTES && !b->body.external) {
         /* Memory pressure: give the storage back instead of keeping it
          * for reuse; it grows again on next use. */
         size_t lim = b->body.limit;
         buf_free(&b->body);
         buf_init(&b->body, 0, lim);
     }
-    spsc_ring_push(&pw->free, b);
+    p->ring->enqueue(pw->free, b);
 }
 
 void pipeline_set_pressure(struct pipeline *p, const _Atomic int *pressure)

@@ -35,6 +35,73 @@ struct pipeline;
  * process uses the directory, -EACCES...).
  */
 int pipeline_create(const struct svc_config *cfg, unsigned n_workers, struct pipeline **out);
+
+/*
+ * Where the pipeline's rings and batch bodies come from, so a transport can
+ * put them on its own memory (lib/dpdk: rte_rings and hugepage bodies)
+ * without lib/pipeline depending on it. Every hand-off of a batch costs one
+ * indirect call (per batch, never per packet).
+ */
+struct pipeline_ring_ops {
+    /* A ring of at least `cap` pointers with one producer and one consumer
+     * thread, used by worker `worker`; `name` is unique in the pipeline
+     * (at most 23 characters). Returns 0 and *out, -ENOMEM, -EEXIST... */
+    int (*create)(void *arg, const char *name, unsigned worker, unsigned cap, void **out);
+    void (*destroy)(void *arg, void *ring); /* NULL is a no-op */
+    /* Producer only. Returns 0, -ENOBUFS when full. */
+    int (*enqueue)(void *ring, void *obj);
+    /* Consumer only. The oldest pointer, NULL when empty. */
+    void *(*dequeue)(void *ring);
+    /* Any thread; approximate. */
+    unsigned (*count)(const void *ring);
+};
+
+struct pipeline_mem_ops {
+    /* Storage for one batch body of exactly `bytes`, near worker `worker`;
+     * NULL when there is not enough. Called only by pipeline_create_env(). */
+    void *(*alloc)(void *arg, unsigned worker, size_t bytes);
+    void (*free)(void *arg, void *storage); /* NULL is a no-op */
+};
+
+struct pipeline_env {
+    const char *name;                    /* for logs, e.g. "dpdk" */
+    const struct pipeline_ring_ops *ring; /* NULL: lib/pipeline's SPSC rings (ring.h) */
+    /* NULL: malloc'd bodies that grow on first use up to the largest request
+     * and shrink under memory pressure. Else every body is allocated here at
+     * create time with the fixed capacity pipeline_fixed_batch_bytes() and
+     * never grows: pipeline_ingest() splits a request whose accepted
+     * entries do not fit one batch over several. */
+    const struct pipeline_mem_ops *mem;
+    /* With mem: the most the bodies may take; fewer batches than the queue
+     * budget needs when they would take more (but at least
+     * PIPELINE_MIN_BATCHES per worker). 0: no cap. */
+    uint64_t mem_max_bytes;
+    void *arg;                           /* passed to create/destroy/alloc/free */
+};
+
+/* Fewest batches per worker: one open per signal, one on its way to the
+ * exporter and one to refill. */
+#define PIPELINE_MIN_BATCHES (OTLP_SIGNAL_COUNT + 2)
+
+/* The fixed capacity of one batch body with env->mem: batch.max_batch_bytes
+ * plus room for the resource attributes spliced in and for the entry that
+ * crosses max_batch_bytes (an eighth of it plus 4 KiB). */
+size_t pipeline_fixed_batch_bytes(const struct svc_config *cfg);
+
+/* Batches pipeline_create_env() allocates for `n_workers` (all workers)
+ * with `env` (NULL: as pipeline_create()). 0 for a config it refuses. */
+unsigned pipeline_pool_batches(const struct svc_config *cfg, unsigned n_workers,
+                               const struct pipeline_env *env);
+
+/*
+ * pipeline_create() on rings and memory from `env` (borrowed for the
+ * pipeline's lifetime; NULL: as pipeline_create()). With env->mem every
+ * body is allocated once here (a log line says how much); failing that
+ * returns -ENOMEM with an error logged. Also returns what env->ring->create
+ * returns.
+ */
+int pipeline_create_env(const struct svc_config *cfg, unsigned n_workers,
+                        const struct pipeline_env *env, struct pipeline **out);
 /* Free everything; NULL is a no-op. Batches still queued are discarded. */
 void pipeline_destroy(struct pipeline *p);
 
@@ -72,11 +139,17 @@ struct otlp_attrs;
  * receiver (OTLP/HTTP, OTLP/gRPC): admit its items against the queue
  * budget, find a batch with room, copy the accepted top-level entries in
  * (splicing `attrs` into each Resource), with spool.durability: spool append
- * the copied entries to the worker's write-ahead log, commit. Nothing is
- * changed on failure. Returns 0 (also when no entry was accepted: nothing
- * to batch); -ENOBUFS the queue budget is used up (-> 429); -EAGAIN no free
- * batch (-> 503); -EMSGSIZE the request does not fit even an empty batch
- * (-> 413); -ENOSPC the write-ahead log is full (wal_max_bytes or disk
+ * the copied entries to the worker's write-ahead log, commit. With fixed
+ * bodies (pipeline_env.mem) a request whose accepted entries do not fit one
+ * batch goes into several, cut at top-level entry boundaries (each piece a
+ * valid request, logged on its own), when enough free batches exist for all
+ * of them. Nothing is changed on failure (except write-ahead log records of
+ * pieces logged before a log failure). Returns 0 (also when no entry was
+ * accepted: nothing to batch); -ENOBUFS the queue budget is used up
+ * (-> 429); -EAGAIN no free batch, or too few for every piece (-> 503);
+ * -EMSGSIZE the request does not fit even an empty batch, with fixed
+ * bodies: one top-level entry alone does not, or the pieces would need more
+ * batches than a worker has (-> 413); -ENOSPC the write-ahead log is full (wal_max_bytes or disk
  * full), -EIO or another negative errno the append failed (-> 503).
  */
 int pipeline_ingest(struct pipeline *p, unsigned w, enum otlp_signal sig, const uint8_t *req,
@@ -144,7 +217,8 @@ void pipeline_set_wakeup(struct pipeline *p, void (*fn)(void *arg), void *arg);
 #define PIPELINE_TRIM_BATCH_BYTES (256 * 1024)
 /* While *pressure (the memory limiter's state, lib/memlimit) is non-zero,
  * pipeline_release() frees batch storage above PIPELINE_TRIM_BATCH_BYTES
- * instead of keeping it for reuse. Borrowed; NULL: never. Set before the
+ * instead of keeping it for reuse (malloc'd bodies only: fixed bodies from
+ * pipeline_env.mem are kept). Borrowed; NULL: never. Set before the
  * workers start. */
 void pipeline_set_pressure(struct pipeline *p, const _Atomic int *pressure);
 

@@ -63,7 +63,7 @@ class DpdkRig:
         self.iface = "otlpt%05d" % random.randint(0, 99999)
         self.ns = "%s-%d" % (os.environ.get("OTLP_RIG_PREFIX", "otlp-rig-%d" % os.getpid()),
                               random.randint(0, 99999))
-        mem = "-m 256" if hugepages else "--no-huge -m 512"
+        mem = "-m 768" if hugepages else "--no-huge -m 1024"
         eal = "%s --in-memory --no-pci --vdev=net_tap0,iface=%s" % (mem, self.iface)
         if not hugepages:
             eal = eal.replace(" --in-memory", "")  # --no-huge implies legacy mem
@@ -144,6 +144,16 @@ class DpdkRig:
 
     def metrics(self):
         return self.gw.metrics()
+
+    def post_traces_exactly_once(self, upstream, req, name="req"):
+        """POST one traces request (an itlib.make_traces() message) as
+        protobuf; it must get 200 and arrive at the upstream exactly once."""
+        body, headers = itlib.encode_request(req, "proto", False)
+        assert self.post(body, headers, name=name) == 200
+        expected = itlib.records_of("traces", req)
+        upstream.wait_items("traces", len(expected))
+        time.sleep(0.3)
+        itlib.assert_same_items(expected, upstream.records("traces"))
 
     def grpc_export(self, files, use_gzip=False, retry=0.0, timeout=120):
         """Send each file (a serialized ExportTraceServiceRequest) with

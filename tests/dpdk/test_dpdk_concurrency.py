@@ -18,8 +18,13 @@ CONNS = 1200
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
 def test_1200_concurrent_connections_no_leak(tmp_path, request):
+    # A queue that never refuses: its 3,914 batches are preallocated in EAL
+    # memory, so small ones (76 KiB each, 290 MiB) stay within
+    # dataplane.dpdk.batch_pool_bytes (512 MiB); at the default 8 MiB the
+    # pool would be capped at 56 batches and answer 503 pool_exhausted when
+    # the export lcore is descheduled for 100 ms on this 2-CPU VM.
     r = DpdkRig(tmp_path, exporter={"protocol": "discard"},
-                batch={"max_queue_size": 1000000})
+                batch={"max_queue_size": 1000000, "max_batch_bytes": "64KiB"})
     r.gw.config["dataplane"]["dpdk"]["max_conns_per_lcore"] = 4096
     request.addfinalizer(r.stop)
     r.start()
@@ -43,10 +48,15 @@ def test_1200_concurrent_connections_no_leak(tmp_path, request):
     m = re.search(r"requests (\d+), non-2xx (\d+)", out)
     n, non2xx = int(m.group(1)), int(m.group(2))
     mid = r.metrics()
-    accepted = mid.value("otlp_net_events_total", event="tcp_accepted") - \
-        m0.value("otlp_net_events_total", event="tcp_accepted")
     assert n > CONNS and non2xx == 0, out
-    assert accepted >= CONNS - CONNS // 100, accepted
+
+    # A connection whose handshake lost frames at the TAP completes only on
+    # the client's retransmission, which may come after wrk's 6 s.
+    def accepted():
+        return r.metrics().value("otlp_net_events_total", event="tcp_accepted") - \
+            m0.value("otlp_net_events_total", event="tcp_accepted")
+    itlib.wait_for(lambda: accepted() >= CONNS - CONNS // 100, 15,
+                   what="%d of %d connections accepted" % (CONNS - CONNS // 100, CONNS))
     # All closed: the table drains after TIME_WAIT, the mbufs come back.
     itlib.wait_for(lambda: r.metrics().value("otlp_tcp_connections") == 0, 20,
                    what="otlp_tcp_connections back to 0")
@@ -56,7 +66,7 @@ def test_1200_concurrent_connections_no_leak(tmp_path, request):
     report("%d concurrent connections, 6 s: %d requests, 0 non-2xx, %d accepted, socket errors "
            "(connect/read/write/timeout) %s, RTO aborts %d; mbuf_in_use %d -> %d -> %d, "
            "connections %d after"
-           % (CONNS, n, accepted, errs, m1.value("otlp_net_events_total", event="tcp_rto_aborts"),
+           % (CONNS, n, accepted(), errs, m1.value("otlp_net_events_total", event="tcp_rto_aborts"),
               m0.value("otlp_mbuf_in_use"), mid.value("otlp_mbuf_in_use"),
               m1.value("otlp_mbuf_in_use"), m1.value("otlp_tcp_connections")))
     assert m1.value("otlp_worker_connections") == 0

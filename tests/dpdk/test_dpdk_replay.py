@@ -132,7 +132,7 @@ def test_pcap_replay_all_accepted(tmp_path, request, upstream):
     n_req, n_spans = int(meta["requests"]), int(meta["items"])
     assert n_req == flows * per_flow
 
-    eal = ("--no-huge -m 512 --no-pci --file-prefix=otlp-replay-%d-%d "
+    eal = ("--no-huge -m 1024 --no-pci --file-prefix=otlp-replay-%d-%d "
            "--vdev=net_pcap0,rx_pcap=%s,tx_pcap=%s" % (os.getpid(), random.randint(0, 99999),
                                                        rx, tx))
     cfg = itlib.base_config(tmp_path, upstream=upstream, dataplane={
@@ -180,7 +180,7 @@ def test_replay_isn_refused_without_pcap_files(tmp_path, vdev):
     bound to a live interface."""
     cfg = itlib.base_config(tmp_path, dataplane={
         "mode": "dpdk", "workers": 1,
-        "dpdk": {"eal_args": "--no-huge -m 256 --no-pci --vdev=%s" % vdev, "ip": "198.18.0.2",
+        "dpdk": {"eal_args": "--no-huge -m 1024 --no-pci --vdev=%s" % vdev, "ip": "198.18.0.2",
                  "replay_isn": True}})
     gw = itlib.Gateway(tmp_path, cfg, name="refuse").start(wait_ready=False)
     try:
