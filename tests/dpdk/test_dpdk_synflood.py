@@ -26,7 +26,13 @@ def csum(b):
 sent, end = 0, time.monotonic() + seconds
 while time.monotonic() < end:
     for _ in range(200):
-        sport = random.randint(1024, 65535)
+        # Below Linux's ephemeral range (32768-60999), where curl's own
+        # connections are: a flood SYN on a live client's 4-tuple makes its
+        # kernel send a challenge ACK, which, when the client's handshake ACK
+        # was lost at the TAP, fails the SYN-cookie check (as in Linux,
+        # which also checks seq - 1) and resets the client. Real floods come
+        # from other addresses; this one shares the client's.
+        sport = random.randint(1024, 32767)
         # SYN with an MSS option: 24-byte header.
         hdr = struct.pack("!HHIIBBHHH", sport, port, random.getrandbits(32), 0, 6 << 4, 0x02,
                           64240, 0, 0) + b"\x02\x04\x05\xb4"
@@ -90,7 +96,8 @@ def test_syn_flood_keeps_serving(frig, upstream, mod_tmp):
     # whatever the sender manages); what matters is a real flood got through.
     assert syn_rx >= 20000, "only %d of %d SYNs reached the stack" % (syn_rx, syns)
     assert cookies >= syn_rx * 0.9
-    assert statuses and all(s == 200 for s in statuses), statuses
+    assert statuses and all(s == 200 for s in statuses), "statuses %s (0: curl failed)" % (
+        [s for s in statuses if s != 200],)
     # The flood left no state: the table holds the curl connections at most.
     assert max(conns_seen) < 64, max(conns_seen)
     expected = [x for q in sent_reqs for x in itlib.records_of("traces", q)]
