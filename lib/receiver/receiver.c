@@ -507,15 +507,20 @@ static int check_head(const struct receiver *r, const struct http_req *req, unsi
  * Memory admission of a request whose head is complete: refuse it above the
  * soft limit; else reserve its body (Content-Length, or max_body_bytes when
  * chunked) against the hard limit and allocate it in one piece, so the body
- * cannot grow past what was reserved. Returns 0, or -ENOMEM (refused,
- * counted: answer 503 memory_limit).
+ * cannot grow past what was reserved. A body whole in the `avail` bytes
+ * that follow the head needs neither: the parser points into the input.
+ * Returns 0, or -ENOMEM (refused, counted: answer 503 memory_limit).
  */
-static int admit_body(struct receiver_conn *c, const struct http_req *req, unsigned path)
+static int admit_body(struct receiver_conn *c, const struct http_req *req, unsigned path,
+                      size_t avail)
 {
     struct receiver_worker *rw = c->rw;
     struct memlimit *ml = rw->r->ml;
     if (ml == NULL)
         return 0;
+    if (!req->chunked && req->content_length >= 0 && (uint64_t)req->content_length <= avail &&
+        memlimit_state(ml) == MEMLIMIT_OK)
+        return 0; /* the whole body is in this input: the parser points at it, no buffer */
     uint64_t need = c->body.limit;
     if (!req->chunked && req->content_length >= 0 && (uint64_t)req->content_length < need)
         need = (uint64_t)req->content_length;
@@ -692,7 +697,7 @@ int receiver_conn_input(struct receiver_conn *c, const uint8_t *data, size_t len
         if (rc == HTTP_HEADERS_COMPLETE) {
             unsigned path = route(req);
             int e = check_head(c->rw->r, req, path);
-            if (e < 0 && admit_body(c, req, path) < 0) {
+            if (e < 0 && admit_body(c, req, path, len) < 0) {
                 if (!req->expect_continue) {
                     /* Read the body into nothing, then answer 503: the
                      * client gets the answer (not a reset) and the
